@@ -1,0 +1,76 @@
+# ironcd — `make run` and `make test` do all set-up on a Debian/Ubuntu machine.
+#
+# RocksDB's C++ build takes ~30 min on 2 cores. It happens once per machine:
+# the `rocksdb` target builds librocksdb-sys the ordinary way, then keeps the
+# static library (debug info stripped) in $(ROCKSDB_LIB_DIR); every later
+# cargo run links that library instead of compiling RocksDB again. Without
+# this, any change in the feature set of the build-time dependencies (which
+# differs between `cargo build`, `cargo test` and `-p` selections) gives
+# librocksdb-sys's build script a new hash and recompiles all of RocksDB.
+#
+# One optimised cargo profile (release) serves tests, benchmarks and the
+# binary. The target directory lives outside the clone, so a fresh clone on
+# the same machine (CI) reuses it.
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= $(HOME)/.cache/ironcd/target
+export CARGO_TARGET_DIR
+
+ROCKSDB_SYS_VERSION := $(shell sed -n '/^name = "librocksdb-sys"$$/{n;s/^version = "\(.*\)"$$/\1/p}' Cargo.lock)
+# The suffix names the compression features in Cargo.toml's rocksdb entry:
+# change it together with them.
+ROCKSDB_LIB_DIR ?= $(HOME)/.cache/ironcd/rocksdb-$(ROCKSDB_SYS_VERSION)-lz4
+ROCKSDB_STATIC := 1
+export ROCKSDB_LIB_DIR ROCKSDB_STATIC
+
+# System packages the build needs: libclang for RocksDB's bindgen, protoc for
+# the proto crates.
+SYSTEM_PACKAGES := libclang-dev protobuf-compiler
+
+.PHONY: all deps rocksdb build test run bench lint fmt clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+# Builds RocksDB from source once, with the features ironcd-backend asks for.
+rocksdb: deps
+	@if [ ! -f "$(ROCKSDB_LIB_DIR)/librocksdb.a" ]; then \
+		echo "building RocksDB $(ROCKSDB_SYS_VERSION) once (~30 min on 2 cores)"; \
+		env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC $(CARGO) build --release -p ironcd-backend --lib && \
+		built=$$(ls -t "$(CARGO_TARGET_DIR)"/release/build/librocksdb-sys-*/out/librocksdb.a | head -n 1) && \
+		mkdir -p "$(ROCKSDB_LIB_DIR)" && \
+		strip --strip-debug -o "$(ROCKSDB_LIB_DIR)/librocksdb.a.tmp" "$$built" && \
+		mv "$(ROCKSDB_LIB_DIR)/librocksdb.a.tmp" "$(ROCKSDB_LIB_DIR)/librocksdb.a"; \
+	fi
+
+build: rocksdb
+	$(CARGO) build --release --workspace
+
+test: rocksdb
+	$(CARGO) test --release --workspace
+
+# The server binary arrives with the server issue; until then `run` builds.
+run: build
+	@echo "ironcd: the server binary is not built yet (see the server issue); the libraries are built."
+
+bench: rocksdb
+	$(CARGO) bench --workspace
+
+lint: rocksdb
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,137 @@
+//! The in-memory engine: for unit tests of the layers above, never instead
+//! of RocksDB in the server.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::buffered::{Engine, EngineRead};
+use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer};
+
+type Maps = [BTreeMap<Vec<u8>, Vec<u8>>; Bucket::COUNT];
+
+/// Buckets as ordered maps; a view shares them copy-on-write.
+#[derive(Default)]
+pub struct MemEngine {
+    maps: RwLock<Arc<Maps>>,
+}
+
+/// The buffered backend over the in-memory engine.
+pub type MemBackend = BufferedBackend<MemEngine>;
+
+impl MemBackend {
+    /// An empty in-memory backend.
+    pub fn open_in_memory(config: BackendConfig) -> MemBackend {
+        BufferedBackend::new(MemEngine::default(), config)
+            .expect("in-memory backend: invalid config or no committer thread")
+    }
+}
+
+/// A point-in-time view of a [`MemEngine`].
+pub struct MemView(Arc<Maps>);
+
+fn get_in(maps: &Maps, bucket: Bucket, key: &[u8]) -> Option<Vec<u8>> {
+    maps[bucket.index()].get(key).cloned()
+}
+
+fn scan_in(
+    maps: &Maps,
+    bucket: Bucket,
+    start: &[u8],
+    end: &[u8],
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+) {
+    if !end.is_empty() && start >= end {
+        return;
+    }
+    let upper = if end.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(end)
+    };
+    for (k, v) in maps[bucket.index()].range::<[u8], _>((Bound::Included(start), upper)) {
+        if visit(k, v).is_break() {
+            break;
+        }
+    }
+}
+
+impl EngineRead for MemEngine {
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(get_in(&self.maps.read(), bucket, key))
+    }
+
+    fn scan(
+        &self,
+        bucket: Bucket,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()> {
+        scan_in(&self.maps.read(), bucket, start, end, visit);
+        Ok(())
+    }
+}
+
+impl EngineRead for MemView {
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(get_in(&self.0, bucket, key))
+    }
+
+    fn scan(
+        &self,
+        bucket: Bucket,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()> {
+        scan_in(&self.0, bucket, start, end, visit);
+        Ok(())
+    }
+}
+
+impl Engine for MemEngine {
+    type View<'a> = MemView;
+
+    fn view(&self) -> MemView {
+        MemView(Arc::clone(&self.maps.read()))
+    }
+
+    fn write(&self, buf: &TxBuffer) -> Result<()> {
+        let mut guard = self.maps.write();
+        // Copies the maps only while a view still shares them.
+        let maps = Arc::make_mut(&mut guard);
+        for bucket in Bucket::all() {
+            let map = &mut maps[bucket.index()];
+            for (k, v) in buf.entries(bucket) {
+                match v {
+                    Some(v) => map.insert(k.to_vec(), v.to_vec()),
+                    None => map.remove(k),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.size_in_use_bytes()
+    }
+
+    fn size_in_use_bytes(&self) -> u64 {
+        let maps = self.maps.read();
+        maps.iter()
+            .flat_map(|m| m.iter())
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+
+    fn defrag(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,352 @@
+//! The history of one key: its generations.
+//!
+//! A generation runs from a key's creation to its deletion (tombstone). A
+//! key put at revisions 1, 2, deleted at 3, put again at 4 has two
+//! generations: `{created 1, revs [1, 2, 3(tomb)]}` and `{created 4, revs [4]}`.
+//! The last generation is open (no tombstone yet) or empty (the key is
+//! currently deleted).
+
+use std::collections::HashSet;
+
+use crate::Revision;
+
+/// One life of a key, from creation to tombstone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// Puts in this generation so far (the key's version).
+    pub ver: i64,
+    /// The revision that created the key.
+    pub created: Revision,
+    /// Every change, ascending; the last is the tombstone in closed ones.
+    pub revs: Vec<Revision>,
+}
+
+impl Generation {
+    fn is_empty(&self) -> bool {
+        self.revs.is_empty()
+    }
+
+    /// Index of the last rev, scanning backwards, for which `keep_going`
+    /// returns false.
+    fn walk_back(&self, mut keep_going: impl FnMut(Revision) -> bool) -> Option<usize> {
+        (0..self.revs.len())
+            .rev()
+            .find(|&i| !keep_going(self.revs[i]))
+    }
+}
+
+/// What a key looked like at some revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyAt {
+    /// The change that produced the value visible at that revision.
+    pub modified: Revision,
+    /// When the current generation was created.
+    pub created: Revision,
+    /// The key's version at that revision.
+    pub version: i64,
+}
+
+/// The history of one key (etcd's `keyIndex`; the key itself is the map key
+/// in [`crate::TreeIndex`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyIndex {
+    modified: Revision,
+    generations: Vec<Generation>,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self {
+            modified: Revision::default(),
+            generations: vec![Generation::default()],
+        }
+    }
+}
+
+impl KeyIndex {
+    /// The latest change.
+    pub fn modified(&self) -> Revision {
+        self.modified
+    }
+
+    /// The generations, oldest first.
+    pub fn generations(&self) -> &[Generation] {
+        &self.generations
+    }
+
+    /// No history left (a single empty generation).
+    pub fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].is_empty()
+    }
+
+    /// Records a put at `rev`.
+    ///
+    /// # Panics
+    /// When `rev` is not newer than the last change: revisions only grow.
+    pub fn put(&mut self, rev: Revision) {
+        assert!(
+            rev > self.modified,
+            "put at {rev:?} not after last change {:?}",
+            self.modified
+        );
+        let g = self
+            .generations
+            .last_mut()
+            .expect("a key index always has a generation");
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.ver += 1;
+        self.modified = rev;
+    }
+
+    /// Rebuilds a key seen for the first time during restore, whose older
+    /// history may have been compacted away.
+    pub fn restore(created: Revision, modified: Revision, ver: i64) -> Self {
+        Self {
+            modified,
+            generations: vec![Generation {
+                ver,
+                created,
+                revs: vec![modified],
+            }],
+        }
+    }
+
+    /// Records a delete at `rev`, closing the current generation. Returns
+    /// false (and changes nothing) when the key is not live.
+    #[must_use]
+    pub fn tombstone(&mut self, rev: Revision) -> bool {
+        if self.generations.last().is_none_or(Generation::is_empty) {
+            return false;
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    /// The key as of `at_rev`, if it was live then.
+    pub fn get(&self, at_rev: i64) -> Option<KeyAt> {
+        let g = self.find_generation(at_rev)?;
+        let n = g.walk_back(|rev| rev.main > at_rev)?;
+        Some(KeyAt {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.ver - (g.revs.len() - n - 1) as i64,
+        })
+    }
+
+    /// Changes with main revision ≥ `rev`, oldest first, at most one per
+    /// main revision (the last change of a txn wins).
+    pub fn since(&self, rev: i64) -> Vec<Revision> {
+        let mut out: Vec<Revision> = Vec::new();
+        for g in &self.generations {
+            for &r in g.revs.iter().filter(|r| r.main >= rev) {
+                match out.last_mut() {
+                    Some(last) if last.main == r.main => *last = r,
+                    _ => out.push(r),
+                }
+            }
+        }
+        out
+    }
+
+    fn find_generation(&self, rev: i64) -> Option<&Generation> {
+        let last = self.generations.len() - 1;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let Some(first) = g.revs.first() else {
+                continue;
+            };
+            if i != last && g.revs[g.revs.len() - 1].main <= rev {
+                // Deleted at or before `rev`: the key was not live then.
+                return None;
+            }
+            if first.main <= rev {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// Finds the generation compaction at `at_rev` starts from, adding to
+    /// `keep` every rev ≤ `at_rev` that a scan from there meets first.
+    fn compaction_point(
+        &self,
+        at_rev: i64,
+        keep: &mut HashSet<Revision>,
+    ) -> (usize, Option<usize>) {
+        let mut gen = 0;
+        // Skip generations deleted at or before at_rev, but never the last.
+        while gen < self.generations.len() - 1 {
+            let g = &self.generations[gen];
+            if g.revs[g.revs.len() - 1].main > at_rev {
+                break;
+            }
+            gen += 1;
+        }
+        let rev_idx = self.generations[gen].walk_back(|rev| {
+            if rev.main <= at_rev {
+                keep.insert(rev);
+                false
+            } else {
+                true
+            }
+        });
+        (gen, rev_idx)
+    }
+
+    /// Drops history older than `at_rev`, keeping the latest change ≤ it
+    /// (unless that change is a tombstone). Adds the revisions that must
+    /// survive in the backend to `keep`.
+    ///
+    /// # Panics
+    /// On an empty key index: it should have been removed.
+    pub fn compact(&mut self, at_rev: i64, keep: &mut HashSet<Revision>) {
+        assert!(!self.is_empty(), "compacting an empty key index");
+        let (mut gen, rev_idx) = self.compaction_point(at_rev, keep);
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[gen];
+        if !g.is_empty() {
+            if let Some(i) = rev_idx {
+                g.revs.drain(..i);
+            }
+            if g.revs.len() == 1 && gen != last {
+                // Only the tombstone is left: the whole generation goes.
+                keep.remove(&g.revs[0]);
+                gen += 1;
+            }
+        }
+        self.generations.drain(..gen);
+    }
+
+    /// What [`KeyIndex::compact`] would keep, without changing anything.
+    pub fn keep(&self, at_rev: i64, keep: &mut HashSet<Revision>) {
+        if self.is_empty() {
+            return;
+        }
+        let (gen, rev_idx) = self.compaction_point(at_rev, keep);
+        let g = &self.generations[gen];
+        if let Some(i) = rev_idx {
+            if !g.is_empty() && i == g.revs.len() - 1 && gen != self.generations.len() - 1 {
+                keep.remove(&g.revs[i]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(main: i64) -> Revision {
+        Revision::new(main, 0)
+    }
+
+    /// put 2, put 4, delete 6, put 8, put 10, delete 12, put 14.
+    fn history() -> KeyIndex {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(2));
+        ki.put(rev(4));
+        assert!(ki.tombstone(rev(6)));
+        ki.put(rev(8));
+        ki.put(rev(10));
+        assert!(ki.tombstone(rev(12)));
+        ki.put(rev(14));
+        ki
+    }
+
+    #[test]
+    fn get_walks_generations() {
+        let ki = history();
+        let at = |r| {
+            ki.get(r)
+                .map(|k| (k.modified.main, k.created.main, k.version))
+        };
+        assert_eq!(at(1), None);
+        assert_eq!(at(2), Some((2, 2, 1)));
+        assert_eq!(at(5), Some((4, 2, 2)));
+        assert_eq!(at(6), None);
+        assert_eq!(at(7), None);
+        assert_eq!(at(9), Some((8, 8, 1)));
+        assert_eq!(at(11), Some((10, 8, 2)));
+        assert_eq!(at(12), None);
+        assert_eq!(at(13), None);
+        assert_eq!(at(100), Some((14, 14, 1)));
+    }
+
+    #[test]
+    fn tombstone_of_a_dead_key_is_refused() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(1));
+        assert!(ki.tombstone(rev(2)));
+        assert!(!ki.tombstone(rev(3)));
+        assert_eq!(ki.modified(), rev(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "not after last change")]
+    fn revisions_never_go_back() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(5));
+        ki.put(rev(4));
+    }
+
+    #[test]
+    fn compaction_keeps_the_latest_live_change() {
+        let cases: &[(i64, &[&[i64]], &[i64])] = &[
+            (1, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[]),
+            (2, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[2]),
+            (5, &[&[4, 6], &[8, 10, 12], &[14]], &[4]),
+            (6, &[&[8, 10, 12], &[14]], &[]),
+            (7, &[&[8, 10, 12], &[14]], &[]),
+            (9, &[&[8, 10, 12], &[14]], &[8]),
+            (11, &[&[10, 12], &[14]], &[10]),
+            (12, &[&[14]], &[]),
+            (14, &[&[14]], &[14]),
+            (20, &[&[14]], &[14]),
+        ];
+        for &(at, gens, kept) in cases {
+            let mut ki = history();
+            let mut keep = HashSet::new();
+            let mut would_keep = HashSet::new();
+            ki.keep(at, &mut would_keep);
+            ki.compact(at, &mut keep);
+            let got: Vec<Vec<i64>> = ki
+                .generations()
+                .iter()
+                .map(|g| g.revs.iter().map(|r| r.main).collect())
+                .filter(|g: &Vec<i64>| !g.is_empty())
+                .collect();
+            assert_eq!(
+                got,
+                gens.iter().map(|g| g.to_vec()).collect::<Vec<_>>(),
+                "at {at}"
+            );
+            let mut keep: Vec<i64> = keep.into_iter().map(|r| r.main).collect();
+            keep.sort();
+            assert_eq!(keep, kept, "keep at {at}");
+            let mut would: Vec<i64> = would_keep.into_iter().map(|r| r.main).collect();
+            would.sort();
+            assert_eq!(would, kept, "keep() at {at}");
+        }
+    }
+
+    #[test]
+    fn compacting_past_the_final_tombstone_empties_the_index() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(1));
+        assert!(ki.tombstone(rev(2)));
+        let mut keep = HashSet::new();
+        ki.compact(3, &mut keep);
+        assert!(ki.is_empty());
+        assert!(keep.is_empty());
+    }
+
+    #[test]
+    fn since_lists_changes_from_a_revision() {
+        let ki = history();
+        let mains: Vec<i64> = ki.since(5).iter().map(|r| r.main).collect();
+        assert_eq!(mains, [6, 8, 10, 12, 14]);
+    }
+}

@@ -1,0 +1,584 @@
+//! The multi-version store: read and write txns over the key index and the
+//! backend's `key` bucket.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ironcd_backend::{Backend, BatchTx, Bucket, ReadTx};
+use ironcd_proto::mvccpb::{event::EventType, Event, KeyValue};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+use crate::codec;
+use crate::compaction::{self, CompactionJob};
+use crate::revision::{BucketKey, Revision};
+use crate::tree_index::TreeIndex;
+use crate::{Error, Result};
+
+/// `meta` key of the revision a compaction was scheduled at.
+pub const SCHEDULED_COMPACT_KEY: &[u8] = b"scheduledCompactRev";
+/// `meta` key of the revision the last finished compaction reached.
+pub const FINISHED_COMPACT_KEY: &[u8] = b"finishedCompactRev";
+/// Compactions that may wait behind the running one.
+pub const COMPACTION_QUEUE_CAPACITY: usize = 16;
+
+/// Store tunables.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Revisions deleted per backend write txn during compaction (≥ 1).
+    pub compaction_batch_limit: u64,
+    /// Pause between compaction batches, in milliseconds.
+    pub compaction_pause_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            compaction_batch_limit: 1_000,
+            compaction_pause_ms: 0,
+        }
+    }
+}
+
+/// Receives the events of every committed write txn, in revision order.
+/// Called with the store's notification order held: keep it quick and never
+/// open a write txn from it.
+pub trait Observer: Send + Sync {
+    /// `events` were committed at main revision `rev`.
+    fn on_commit(&self, rev: i64, events: &[Event]);
+}
+
+/// Options of a range read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RangeOptions {
+    /// Most key-values to return (0 = no limit); `count` still counts all.
+    pub limit: u64,
+    /// Revision to read at (0 = current).
+    pub rev: i64,
+    /// Return only the count.
+    pub count_only: bool,
+    /// Leave values out.
+    pub keys_only: bool,
+}
+
+/// What a range read found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RangeResult {
+    /// The key-values, in key order.
+    pub kvs: Vec<KeyValue>,
+    /// The store's current revision when the read ran.
+    pub rev: i64,
+    /// How many keys matched in all (ignoring `limit`).
+    pub count: u64,
+}
+
+impl RangeResult {
+    /// True when `limit` cut the result short.
+    pub fn more(&self) -> bool {
+        self.count > self.kvs.len() as u64
+    }
+}
+
+/// etcd's HashKV answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvHash {
+    /// CRC-32C of the `key` bucket up to `hash_rev`.
+    pub hash: u32,
+    /// The store's current revision.
+    pub current_rev: i64,
+    /// The store's compaction revision.
+    pub compact_rev: i64,
+    /// The revision the hash covers.
+    pub hash_rev: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RevState {
+    pub current: i64,
+    pub compact: i64,
+}
+
+pub(crate) struct Inner<B: Backend> {
+    pub backend: Arc<B>,
+    pub index: RwLock<TreeIndex>,
+    pub revs: RwLock<RevState>,
+    /// Txns hold it shared; scheduling a compaction takes it exclusively so
+    /// no read that started below the new compaction point is still running.
+    pub gate: RwLock<()>,
+    /// Held from before a write txn publishes until its observer call ends,
+    /// so observers see revisions in order.
+    notify: Mutex<()>,
+    observer: RwLock<Option<Arc<dyn Observer>>>,
+    pub config: StoreConfig,
+}
+
+/// The mvcc store (etcd's `store`).
+pub struct Store<B: Backend> {
+    inner: Arc<Inner<B>>,
+    compactor: Option<(SyncSender<CompactionJob>, JoinHandle<()>)>,
+}
+
+/// Waits for a scheduled compaction to finish.
+pub struct CompactionWait(Receiver<Result<()>>);
+
+impl CompactionWait {
+    /// Blocks until the compaction has deleted every compacted revision.
+    pub fn wait(self) -> Result<()> {
+        self.0.recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Opens the store over `backend`, rebuilding the index from the `key`
+    /// bucket and resuming a compaction that a crash interrupted.
+    pub fn open(backend: Arc<B>, config: StoreConfig) -> Result<Self> {
+        if config.compaction_batch_limit == 0 {
+            return Err(Error::Corrupt(
+                "compaction_batch_limit must be at least 1".into(),
+            ));
+        }
+        let (index, revs, resume) = restore(&*backend)?;
+        let inner = Arc::new(Inner {
+            backend,
+            index: RwLock::new(index),
+            revs: RwLock::new(revs),
+            gate: RwLock::new(()),
+            notify: Mutex::new(()),
+            observer: RwLock::new(None),
+            config,
+        });
+        let (tx, rx) = sync_channel(COMPACTION_QUEUE_CAPACITY);
+        let worker_inner = Arc::clone(&inner);
+        let worker = std::thread::Builder::new()
+            .name("mvcc-compactor".into())
+            .spawn(move || compaction::run_worker(&worker_inner, rx))
+            .map_err(|e| Error::Backend(ironcd_backend::Error::Io(e)))?;
+        let store = Self {
+            inner,
+            compactor: Some((tx, worker)),
+        };
+        if let Some(rev) = resume {
+            tracing::info!(rev, "resuming interrupted compaction");
+            store.enqueue_compaction(rev)?;
+        }
+        Ok(store)
+    }
+
+    /// Sets who receives committed events (the watch layer).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *self.inner.observer.write() = Some(observer);
+    }
+
+    /// The backend underneath.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.inner.backend
+    }
+
+    /// The revision of the last committed write txn (1 for an empty store).
+    pub fn current_rev(&self) -> i64 {
+        self.inner.revs.read().current
+    }
+
+    /// The revision of the last scheduled compaction (0 if none).
+    pub fn compact_rev(&self) -> i64 {
+        self.inner.revs.read().compact
+    }
+
+    /// Starts a read txn at the current revision.
+    pub fn read(&self) -> TxnRead<'_, B> {
+        let gate = self.inner.gate.read();
+        let revs = *self.inner.revs.read();
+        TxnRead {
+            inner: &self.inner,
+            _gate: gate,
+            revs,
+            tx: self.inner.backend.read_tx(),
+        }
+    }
+
+    /// Starts a write txn; blocks while another one is open.
+    pub fn write(&self) -> TxnWrite<'_, B> {
+        let gate = self.inner.gate.read();
+        let tx = self.inner.backend.batch_tx();
+        let begin = self.inner.revs.read().current;
+        TxnWrite {
+            inner: &self.inner,
+            _gate: gate,
+            tx: Some(tx),
+            begin_rev: begin,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Reads a range in its own read txn.
+    pub fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        self.read().range(key, end, opts)
+    }
+
+    /// Schedules a compaction at `rev`: reads below it fail from now on, and
+    /// the history they needed is deleted in the background.
+    pub fn compact(&self, rev: i64) -> Result<CompactionWait> {
+        {
+            let _exclusive = self.inner.gate.write();
+            let mut revs = self.inner.revs.write();
+            if rev <= revs.compact {
+                return Err(Error::Compacted {
+                    requested: rev,
+                    compacted: revs.compact,
+                });
+            }
+            if rev > revs.current {
+                return Err(Error::FutureRevision {
+                    requested: rev,
+                    current: revs.current,
+                });
+            }
+            revs.compact = rev;
+            let mut tx = self.inner.backend.batch_tx();
+            tx.put(
+                Bucket::META,
+                SCHEDULED_COMPACT_KEY,
+                &Revision::new(rev, 0).to_bytes(),
+            );
+        }
+        self.inner.backend.force_commit()?;
+        self.enqueue_compaction(rev)
+    }
+
+    fn enqueue_compaction(&self, rev: i64) -> Result<CompactionWait> {
+        let (done_tx, done_rx) = sync_channel(1);
+        let (queue, _) = self.compactor.as_ref().ok_or(Error::Closed)?;
+        queue
+            .send(CompactionJob { rev, done: done_tx })
+            .map_err(|_| Error::Closed)?;
+        Ok(CompactionWait(done_rx))
+    }
+
+    /// etcd's HashKV: a CRC-32C over the `key` bucket up to `rev` (0 =
+    /// current), skipping revisions that compaction is about to delete.
+    pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
+        let _gate = self.inner.gate.read();
+        let revs = *self.inner.revs.read();
+        if rev > 0 && rev <= revs.compact {
+            return Err(Error::Compacted {
+                requested: rev,
+                compacted: revs.compact,
+            });
+        }
+        if rev > revs.current {
+            return Err(Error::FutureRevision {
+                requested: rev,
+                current: revs.current,
+            });
+        }
+        let hash_rev = if rev == 0 { revs.current } else { rev };
+        let keep = self.inner.index.read().keep(revs.compact);
+        let tx = self.inner.backend.concurrent_read_tx();
+        let upper = Revision::new(hash_rev + 1, 0);
+        let lower = Revision::new(revs.compact + 1, 0);
+        let mut crc = crc32c::crc32c(Bucket::KEY.name().as_bytes());
+        let mut corrupt = None;
+        tx.scan(Bucket::KEY, &[], Some(&upper.to_bytes()), &mut |k, v| {
+            let Some(bk) = BucketKey::decode(k) else {
+                corrupt = Some(k.to_vec());
+                return std::ops::ControlFlow::Break(());
+            };
+            if bk.rev < lower && !keep.is_empty() && !keep.contains(&bk.rev) {
+                return std::ops::ControlFlow::Continue(());
+            }
+            crc = crc32c::crc32c_append(crc, k);
+            crc = crc32c::crc32c_append(crc, v);
+            std::ops::ControlFlow::Continue(())
+        })?;
+        if let Some(k) = corrupt {
+            return Err(Error::Corrupt(format!("bad key-bucket key {k:?}")));
+        }
+        Ok(KvHash {
+            hash: crc,
+            current_rev: revs.current,
+            compact_rev: revs.compact,
+            hash_rev,
+        })
+    }
+}
+
+impl<B: Backend> Drop for Store<B> {
+    fn drop(&mut self) {
+        if let Some((queue, worker)) = self.compactor.take() {
+            drop(queue);
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Rebuilds the index; returns it, the revisions, and a compaction to resume.
+fn restore<B: Backend>(backend: &B) -> Result<(TreeIndex, RevState, Option<i64>)> {
+    let tx = backend.concurrent_read_tx();
+    let meta_rev = |key: &[u8]| -> Result<i64> {
+        match tx.get(Bucket::META, key)? {
+            None => Ok(0),
+            Some(v) => BucketKey::decode(&v)
+                .map(|bk| bk.rev.main)
+                .ok_or_else(|| Error::Corrupt(format!("meta {}", String::from_utf8_lossy(key)))),
+        }
+    };
+    let finished = meta_rev(FINISHED_COMPACT_KEY)?;
+    let scheduled = meta_rev(SCHEDULED_COMPACT_KEY)?;
+    let mut index = TreeIndex::default();
+    let mut current = 1;
+    let mut failure = None;
+    tx.scan(Bucket::KEY, &[], Some(&[]), &mut |k, v| {
+        let mut step = || -> Result<()> {
+            let bk = BucketKey::decode(k)
+                .ok_or_else(|| Error::Corrupt(format!("key-bucket key {k:?}")))?;
+            let fields = codec::decode_key_fields(v)?;
+            index.restore(
+                fields.key,
+                bk.rev,
+                bk.tombstone,
+                fields.create_revision,
+                fields.version,
+            );
+            current = current.max(bk.rev.main);
+            Ok(())
+        };
+        match step() {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => {
+                failure = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let compact = finished.max(scheduled);
+    let revs = RevState {
+        current: current.max(compact),
+        compact,
+    };
+    let resume = (scheduled > finished).then_some(scheduled);
+    if resume.is_none() && compact > 0 {
+        // Index entries below the compaction point were kept in the backend
+        // only as far as compaction keeps them; trim the index to match.
+        index.compact(compact);
+    }
+    Ok((index, revs, resume))
+}
+
+fn check_rev(revs: RevState, requested: i64) -> Result<i64> {
+    if requested <= 0 {
+        return Ok(revs.current);
+    }
+    if requested > revs.current {
+        return Err(Error::FutureRevision {
+            requested,
+            current: revs.current,
+        });
+    }
+    if requested < revs.compact {
+        return Err(Error::Compacted {
+            requested,
+            compacted: revs.compact,
+        });
+    }
+    Ok(requested)
+}
+
+/// Reads key-values at `at_rev` through any backend read tx.
+fn range_at<B: Backend>(
+    inner: &Inner<B>,
+    tx: &impl ReadTx,
+    key: &[u8],
+    end: Option<&[u8]>,
+    at_rev: i64,
+    current_rev: i64,
+    opts: RangeOptions,
+) -> Result<RangeResult> {
+    if opts.count_only {
+        let count = inner.index.read().count(key, end, at_rev);
+        return Ok(RangeResult {
+            kvs: Vec::new(),
+            rev: current_rev,
+            count,
+        });
+    }
+    let (revs, count) = inner.index.read().revisions(key, end, at_rev, opts.limit);
+    let mut kvs = Vec::with_capacity(revs.len());
+    for rev in revs {
+        let bytes = tx.get(Bucket::KEY, &rev.to_bytes())?.ok_or_else(|| {
+            Error::Corrupt(format!("index names revision {rev:?} missing from backend"))
+        })?;
+        let mut kv = codec::decode(&bytes)?;
+        if opts.keys_only {
+            kv.value.clear();
+        }
+        kvs.push(kv);
+    }
+    Ok(RangeResult {
+        kvs,
+        rev: current_rev,
+        count,
+    })
+}
+
+/// A read txn: a fixed view at the revision current when it started.
+pub struct TxnRead<'a, B: Backend> {
+    inner: &'a Inner<B>,
+    _gate: RwLockReadGuard<'a, ()>,
+    revs: RevState,
+    tx: B::ReadTx<'a>,
+}
+
+impl<B: Backend> TxnRead<'_, B> {
+    /// The revision this txn reads at by default.
+    pub fn rev(&self) -> i64 {
+        self.revs.current
+    }
+
+    /// The compaction revision when the txn started.
+    pub fn compact_rev(&self) -> i64 {
+        self.revs.compact
+    }
+
+    /// Range read: `end == None` reads `key` alone; an empty `end` reads
+    /// every key ≥ `key`; otherwise `[key, end)`.
+    pub fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        let at = check_rev(self.revs, opts.rev)?;
+        range_at(self.inner, &self.tx, key, end, at, self.revs.current, opts)
+    }
+}
+
+/// A write txn: every change takes the same main revision (`rev()`); the
+/// changes become visible, and reach the observer, when it drops.
+pub struct TxnWrite<'a, B: Backend> {
+    inner: &'a Inner<B>,
+    _gate: RwLockReadGuard<'a, ()>,
+    tx: Option<B::BatchTx<'a>>,
+    begin_rev: i64,
+    changes: Vec<Event>,
+}
+
+impl<'a, B: Backend> TxnWrite<'a, B> {
+    fn tx(&mut self) -> &mut B::BatchTx<'a> {
+        self.tx.as_mut().expect("batch tx lives until drop")
+    }
+
+    /// The revision reads inside this txn see: its own changes included.
+    pub fn rev(&self) -> i64 {
+        if self.changes.is_empty() {
+            self.begin_rev
+        } else {
+            self.begin_rev + 1
+        }
+    }
+
+    /// The main revision this txn's changes take.
+    pub fn write_rev(&self) -> i64 {
+        self.begin_rev + 1
+    }
+
+    /// Range read that sees this txn's own changes.
+    pub fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        let revs = RevState {
+            current: self.rev(),
+            compact: self.inner.revs.read().compact,
+        };
+        let at = check_rev(revs, opts.rev)?;
+        let tx = self.tx.as_ref().expect("batch tx lives until drop");
+        range_at(self.inner, tx, key, end, at, revs.current, opts)
+    }
+
+    /// Puts `key = value` with `lease` (0 = none).
+    pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) {
+        let rev = Revision::new(self.begin_rev + 1, self.changes.len() as i64);
+        let prior = self.inner.index.read().get(key, rev.main);
+        let (create_revision, version) = match prior {
+            Some(at) => (at.created.main, at.version + 1),
+            None => (rev.main, 1),
+        };
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            value: value.to_vec(),
+            lease,
+        };
+        self.tx()
+            .put(Bucket::KEY, &rev.to_bytes(), &codec::encode(&kv));
+        self.inner.index.write().put(key, rev);
+        self.changes.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: None,
+        });
+    }
+
+    /// Deletes every live key in the range (same bounds as
+    /// [`TxnRead::range`]); returns how many.
+    pub fn delete_range(&mut self, key: &[u8], end: Option<&[u8]>) -> u64 {
+        let keys = self.inner.index.read().live_keys(key, end, self.rev());
+        for k in &keys {
+            self.delete(k);
+        }
+        keys.len() as u64
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        let rev = Revision::new(self.begin_rev + 1, self.changes.len() as i64);
+        let stored = KeyValue {
+            key: key.to_vec(),
+            ..KeyValue::default()
+        };
+        self.tx().put(
+            Bucket::KEY,
+            &rev.to_tombstone_bytes(),
+            &codec::encode(&stored),
+        );
+        let live = self.inner.index.write().tombstone(key, rev);
+        assert!(live, "deleting key {key:?} that the index listed as live");
+        self.changes.push(Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue {
+                mod_revision: rev.main,
+                ..stored
+            }),
+            prev_kv: None,
+        });
+    }
+
+    /// The events of this txn so far.
+    pub fn changes(&self) -> &[Event] {
+        &self.changes
+    }
+
+    /// The backend write txn underneath, for state that must commit
+    /// atomically with this txn (the server's `consistent_index`). Writing
+    /// the `key` bucket through it corrupts the store.
+    pub fn backend_tx(&mut self) -> &mut B::BatchTx<'a> {
+        self.tx()
+    }
+}
+
+impl<B: Backend> Drop for TxnWrite<'_, B> {
+    fn drop(&mut self) {
+        let tx = self.tx.take();
+        if self.changes.is_empty() {
+            drop(tx);
+            return;
+        }
+        let _order = self.inner.notify.lock();
+        let rev = self.begin_rev + 1;
+        {
+            let mut revs = self.inner.revs.write();
+            revs.current = rev;
+            // Publish while readers cannot yet learn the new revision.
+            drop(tx);
+        }
+        if let Some(observer) = self.inner.observer.read().clone() {
+            observer.on_commit(rev, &self.changes);
+        }
+    }
+}
