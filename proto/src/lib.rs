@@ -18,8 +18,8 @@
 //! | [`v3lockpb`]     | the Lock service                                                 |
 //!
 //! Left out on purpose: `KV.RangeStream` (not in any released etcd), etcd
-//! 3.6's test-only `DowngradeVersionTestRequest`, and the v2 `Request` and the
-//! 3.5 membership requests in `InternalRaftRequest` (ironcd's log is its own).
+//! 3.6's test-only `DowngradeVersionTestRequest`, and the v2 `Request` field
+//! of `InternalRaftRequest` (the replicated log is ironcd's own).
 //!
 //! **Architecture invariant:** this crate depends on no other ironcd crate;
 //! every other crate may depend on it. It holds generated code only — no

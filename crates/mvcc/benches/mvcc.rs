@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ironcd_backend::{BackendConfig, MemBackend, RocksBackend};
+use ironcd_backend::{Backend, BackendConfig, MemBackend, RocksBackend};
 use ironcd_mvcc::{RangeOptions, Store, StoreConfig};
 
 const KEYS: u64 = 100_000;
@@ -23,7 +23,7 @@ fn mem_store() -> Store<MemBackend> {
     Store::open(backend, StoreConfig::default()).expect("open")
 }
 
-fn fill<B: ironcd_backend::Backend>(store: &Store<B>, keys: u64, value: &[u8]) {
+fn fill<B: Backend>(store: &Store<B>, keys: u64, value: &[u8]) {
     for i in 0..keys {
         store.write().put(&key(i), value, 0);
     }

@@ -15,8 +15,8 @@ use crate::Revision;
 pub struct Generation {
     /// Puts in this generation so far (the key's version).
     pub ver: i64,
-    /// The revision that created the key.
-    pub created: Revision,
+    /// The main revision that created the key (etcd's `create_revision`).
+    pub created: i64,
     /// Every change, ascending; the last is the tombstone in closed ones.
     pub revs: Vec<Revision>,
 }
@@ -40,33 +40,37 @@ impl Generation {
 pub struct KeyAt {
     /// The change that produced the value visible at that revision.
     pub modified: Revision,
-    /// When the current generation was created.
-    pub created: Revision,
+    /// The main revision that created the key's current generation.
+    pub created: i64,
     /// The key's version at that revision.
     pub version: i64,
 }
 
 /// The history of one key (etcd's `keyIndex`; the key itself is the map key
-/// in [`crate::TreeIndex`]).
+/// in [`crate::TreeIndex`]). Kept small — one of these lives in memory per
+/// key: the latest change is derived from the generations, not stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
-    modified: Revision,
     generations: Vec<Generation>,
 }
 
 impl Default for KeyIndex {
     fn default() -> Self {
         Self {
-            modified: Revision::default(),
             generations: vec![Generation::default()],
         }
     }
 }
 
 impl KeyIndex {
-    /// The latest change.
+    /// The latest change (a tombstone when the key is deleted); the zero
+    /// revision when there is no history.
     pub fn modified(&self) -> Revision {
-        self.modified
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|g| g.revs.last().copied())
+            .unwrap_or_default()
     }
 
     /// The generations, oldest first.
@@ -84,28 +88,29 @@ impl KeyIndex {
     /// # Panics
     /// When `rev` is not newer than the last change: revisions only grow.
     pub fn put(&mut self, rev: Revision) {
+        let modified = self.modified();
         assert!(
-            rev > self.modified,
-            "put at {rev:?} not after last change {:?}",
-            self.modified
+            rev > modified,
+            "put at {rev:?} not after last change {modified:?}"
         );
         let g = self
             .generations
             .last_mut()
             .expect("a key index always has a generation");
         if g.revs.is_empty() {
-            g.created = rev;
+            g.created = rev.main;
+            // Most generations hold one revision: don't let Vec's growth
+            // policy allocate room for four.
+            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;
-        self.modified = rev;
     }
 
     /// Rebuilds a key seen for the first time during restore, whose older
     /// history may have been compacted away.
-    pub fn restore(created: Revision, modified: Revision, ver: i64) -> Self {
+    pub fn restore(created: i64, modified: Revision, ver: i64) -> Self {
         Self {
-            modified,
             generations: vec![Generation {
                 ver,
                 created,
@@ -261,7 +266,7 @@ mod tests {
         let ki = history();
         let at = |r| {
             ki.get(r)
-                .map(|k| (k.modified.main, k.created.main, k.version))
+                .map(|k| (k.modified.main, k.created, k.version))
         };
         assert_eq!(at(1), None);
         assert_eq!(at(2), Some((2, 2, 1)));

@@ -495,7 +495,7 @@ impl<'a, B: Backend> TxnWrite<'a, B> {
         let rev = Revision::new(self.begin_rev + 1, self.changes.len() as i64);
         let prior = self.inner.index.read().get(key, rev.main);
         let (create_revision, version) = match prior {
-            Some(at) => (at.created.main, at.version + 1),
+            Some(at) => (at.created, at.version + 1),
             None => (rev.main, 1),
         };
         let kv = KeyValue {

@@ -82,9 +82,8 @@ impl TreeIndex {
                 // key's history ends here and reads never see it.
             }
             None => {
-                let created = Revision::new(kv_create, 0);
                 self.keys
-                    .insert(key.into(), KeyIndex::restore(created, rev, kv_version));
+                    .insert(key.into(), KeyIndex::restore(kv_create, rev, kv_version));
             }
         }
     }
