@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
-use crate::Bucket;
+use crate::{Bucket, Visitor};
 
 /// Writes not yet in the engine, per bucket, in key order. `None` marks a
 /// delete that must hide the engine's value.
@@ -123,8 +123,8 @@ pub(crate) fn scan_layered(
     bucket: Bucket,
     start: &[u8],
     end: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    lower: impl FnOnce(&mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> crate::Result<()>,
+    visit: Visitor<'_>,
+    lower: impl FnOnce(Visitor<'_>) -> crate::Result<()>,
 ) -> crate::Result<()> {
     // Fold the buffers into one ordered overlay (they hold at most one batch
     // interval of writes), earlier layers winning.

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::buffer::{get_layered, scan_layered, TxBuffer};
-use crate::{Backend, BackendConfig, BatchTx, Bucket, Error, ReadTx, Result};
-
-type Visit<'v> = &'v mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
+use crate::{Backend, BackendConfig, BatchTx, Bucket, Error, ReadTx, Result, Visitor};
 
 /// Read access to committed engine data (live, or a point-in-time view).
 pub trait EngineRead {
@@ -21,7 +19,7 @@ pub trait EngineRead {
     fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Visits `[start, end)` of `bucket` in key order until `visit` breaks;
     /// an empty `end` means the end of the bucket.
-    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visit<'_>) -> Result<()>;
+    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()>;
 }
 
 /// A storage engine under the buffering layer.
@@ -198,7 +196,7 @@ impl<E: Engine> ReadTx for BatchTxGuard<'_, E> {
         bucket: Bucket,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: Visit<'_>,
+        visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
             return visit_single(self.get(bucket, start)?, start, visit);
@@ -264,7 +262,7 @@ impl<E: Engine> ReadTx for ReadTxGuard<'_, E> {
         bucket: Bucket,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: Visit<'_>,
+        visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
             return visit_single(self.get(bucket, start)?, start, visit);
@@ -293,7 +291,7 @@ impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
         bucket: Bucket,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: Visit<'_>,
+        visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
             return visit_single(self.get(bucket, start)?, start, visit);
@@ -304,7 +302,7 @@ impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
     }
 }
 
-fn visit_single(value: Option<Vec<u8>>, key: &[u8], visit: Visit<'_>) -> Result<()> {
+fn visit_single(value: Option<Vec<u8>>, key: &[u8], visit: Visitor<'_>) -> Result<()> {
     if let Some(v) = value {
         let _ = visit(key, &v);
     }

@@ -103,6 +103,9 @@ impl BackendConfig {
     }
 }
 
+/// A callback over `(key, value)` pairs in key order; `Break` stops the scan.
+pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
+
 /// Reads over buckets. `end == None` reads the single key `start`;
 /// otherwise the half-open range `[start, end)`, ascending by key bytes.
 pub trait ReadTx {
@@ -117,7 +120,7 @@ pub trait ReadTx {
         bucket: Bucket,
         start: &[u8],
         end: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        visit: Visitor<'_>,
     ) -> Result<()>;
 
     /// Up to `limit` pairs (0 = no limit) of `[start, end)`, as etcd's

@@ -2,13 +2,13 @@
 //! of RocksDB in the server.
 
 use std::collections::BTreeMap;
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::buffered::{Engine, EngineRead};
-use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer};
+use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer, Visitor};
 
 type Maps = [BTreeMap<Vec<u8>, Vec<u8>>; Bucket::COUNT];
 
@@ -36,13 +36,7 @@ fn get_in(maps: &Maps, bucket: Bucket, key: &[u8]) -> Option<Vec<u8>> {
     maps[bucket.index()].get(key).cloned()
 }
 
-fn scan_in(
-    maps: &Maps,
-    bucket: Bucket,
-    start: &[u8],
-    end: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-) {
+fn scan_in(maps: &Maps, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) {
     if !end.is_empty() && start >= end {
         return;
     }
@@ -63,13 +57,7 @@ impl EngineRead for MemEngine {
         Ok(get_in(&self.maps.read(), bucket, key))
     }
 
-    fn scan(
-        &self,
-        bucket: Bucket,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
         scan_in(&self.maps.read(), bucket, start, end, visit);
         Ok(())
     }
@@ -80,13 +68,7 @@ impl EngineRead for MemView {
         Ok(get_in(&self.0, bucket, key))
     }
 
-    fn scan(
-        &self,
-        bucket: Bucket,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
         scan_in(&self.0, bucket, start, end, visit);
         Ok(())
     }

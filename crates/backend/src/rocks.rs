@@ -6,7 +6,6 @@
 //! prefix of the committed batches. Durability against power loss comes from
 //! the raft WAL plus `consistent_index` replay, as in etcd.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
@@ -16,7 +15,7 @@ use rocksdb::{
 };
 
 use crate::buffered::{Engine, EngineRead};
-use crate::{BackendConfig, Bucket, BufferedBackend, Error, Result, TxBuffer};
+use crate::{BackendConfig, Bucket, BufferedBackend, Error, Result, TxBuffer, Visitor};
 
 /// RocksDB under the buffering layer.
 pub struct RocksEngine {
@@ -95,7 +94,7 @@ impl RocksEngine {
 fn scan_iter(
     mut it: rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
     start: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    visit: Visitor<'_>,
 ) -> Result<()> {
     it.seek(start);
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -121,13 +120,7 @@ impl EngineRead for RocksEngine {
         Ok(self.db.get_cf(self.cf(bucket), key)?)
     }
 
-    fn scan(
-        &self,
-        bucket: Bucket,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
         if !end.is_empty() && start >= end {
             return Ok(());
         }
@@ -150,13 +143,7 @@ impl EngineRead for RocksView<'_> {
         Ok(self.snapshot.get_cf(self.engine.cf(bucket), key)?)
     }
 
-    fn scan(
-        &self,
-        bucket: Bucket,
-        start: &[u8],
-        end: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
         if !end.is_empty() && start >= end {
             return Ok(());
         }

@@ -299,7 +299,9 @@ mod tests {
 
     #[test]
     fn compaction_keeps_the_latest_live_change() {
-        let cases: &[(i64, &[&[i64]], &[i64])] = &[
+        // (compact at, generations left, revisions kept)
+        type Case = (i64, &'static [&'static [i64]], &'static [i64]);
+        let cases: &[Case] = &[
             (1, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[]),
             (2, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[2]),
             (5, &[&[4, 6], &[8, 10, 12], &[14]], &[4]),

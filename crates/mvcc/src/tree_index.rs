@@ -17,9 +17,11 @@ pub struct TreeIndex {
     keys: BTreeMap<Box<[u8]>, KeyIndex>,
 }
 
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// `[start, end)`; `end == None` is the single key `start`, an empty `end`
 /// reaches past every key.
-fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<KeyBounds<'a>> {
     if end.is_empty() {
         Some((Bound::Included(start), Bound::Unbounded))
     } else if start < end {

@@ -6,6 +6,10 @@
 //! * `save/raw_fdatasync/{1,16,128}`: the same bytes the WAL writes for that
 //!   batch, written with one `pwrite` and one fdatasync into a file in the
 //!   same directory, preallocated the same way — no framing, no checksums.
+//!   The two alternate, save then raw write, so that both meet the same
+//!   disk state and background load; a `paired` line after each batch size
+//!   gives the medians of the interleaved pairs and their ratio, which
+//!   drifting load on a shared machine does not skew.
 //! * `sequential_write`: 32 MiB in 1 MiB writes and one fdatasync into a
 //!   fresh preallocated file: the bandwidth a large batch could approach.
 //!
@@ -15,7 +19,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use ironcd_wal::{
@@ -49,42 +53,118 @@ fn throughput(entries: u64) -> Throughput {
     }
 }
 
+/// One WAL and one raw log side by side, fed batch after batch.
+struct Pair {
+    entries: u64,
+    wal: Wal,
+    batch: Vec<Entry>,
+    next: u64,
+    raw: RawLog,
+    raw_bytes: Vec<u8>,
+}
+
+impl Pair {
+    fn new(dir: &Path, entries: u64) -> Self {
+        let wal_dir = dir.join(format!("wal-{entries}"));
+        let wal = Wal::create(&wal_dir, b"bench", &WalConfig::default()).expect("create");
+        let data = vec![0x5a; ENTRY_DATA_BYTES];
+        let batch = (0..entries)
+            .map(|_| Entry {
+                index: 0,
+                term: 1,
+                data: data.clone(),
+            })
+            .collect();
+        let raw = RawLog::new(dir.join(format!("raw-{entries}")));
+        let raw_bytes = vec![0x5a; wal_batch_bytes(entries) as usize];
+        Pair {
+            entries,
+            wal,
+            batch,
+            next: 1,
+            raw,
+            raw_bytes,
+        }
+    }
+
+    fn save(&mut self) -> Duration {
+        for (k, entry) in self.batch.iter_mut().enumerate() {
+            entry.index = self.next + k as u64;
+        }
+        self.next += self.entries;
+        let state = HardState {
+            term: 1,
+            vote: 1,
+            commit: self.next - 1,
+        };
+        let start = Instant::now();
+        self.wal
+            .save(black_box(&state), black_box(&self.batch))
+            .expect("save");
+        start.elapsed()
+    }
+
+    fn raw(&mut self) -> Duration {
+        let start = Instant::now();
+        self.raw.append_and_sync(black_box(&self.raw_bytes));
+        start.elapsed()
+    }
+}
+
+/// Both benchmarks run the WAL save and the raw write alternately, so both
+/// see the same disk and the same background load; each reports its own
+/// half. The pairs timed while measuring the WAL give a drift-free ratio.
 fn bench_wal_save(c: &mut Criterion, dir: &Path) {
     let mut group = c.benchmark_group("save");
     for entries in BATCH_SIZES {
         group.throughput(throughput(entries));
-        let wal_dir = dir.join(format!("wal-{entries}"));
-        let mut wal = Wal::create(&wal_dir, b"bench", &WalConfig::default()).expect("create");
-        let mut batch: Vec<Entry> = (0..entries)
-            .map(|_| Entry {
-                index: 0,
-                term: 1,
-                data: vec![0x5a; ENTRY_DATA_BYTES],
-            })
-            .collect();
-        let mut next = 1;
+        let mut pair = Pair::new(dir, entries);
+        let (mut wal_times, mut raw_times) = (Vec::new(), Vec::new());
         group.bench_function(BenchmarkId::new("wal", entries), |b| {
-            b.iter(|| {
-                for (k, entry) in batch.iter_mut().enumerate() {
-                    entry.index = next + k as u64;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let wal = pair.save();
+                    raw_times.push(pair.raw());
+                    wal_times.push(wal);
+                    total += wal;
                 }
-                next += entries;
-                let state = HardState {
-                    term: 1,
-                    vote: 1,
-                    commit: next - 1,
-                };
-                wal.save(black_box(&state), black_box(&batch))
-                    .expect("save");
+                total
             })
         });
         group.bench_function(BenchmarkId::new("raw_fdatasync", entries), |b| {
-            let mut raw = RawLog::new(dir.join(format!("raw-{entries}")));
-            let bytes = vec![0x5a; wal_batch_bytes(entries) as usize];
-            b.iter(|| raw.append_and_sync(black_box(&bytes)))
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        pair.save();
+                        pair.raw()
+                    })
+                    .sum()
+            })
         });
+        report_pairs(entries, &mut wal_times, &mut raw_times);
     }
     group.finish();
+}
+
+fn report_pairs(entries: u64, wal: &mut [Duration], raw: &mut [Duration]) {
+    let median = |times: &mut [Duration]| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (wal_median, raw_median) = (median(wal), median(raw));
+    let per_second = entries as f64 / wal_median.as_secs_f64();
+    let data_mib = per_second * ENTRY_DATA_BYTES as f64 / (1 << 20) as f64;
+    println!(
+        "paired save/{entries}: {} interleaved pairs; median wal {:.1} µs, raw {:.1} µs, \
+         ratio {:.3}; wal {:.0} entries/s, {:.2} MiB/s of entry data",
+        wal.len(),
+        wal_median.as_secs_f64() * 1e6,
+        raw_median.as_secs_f64() * 1e6,
+        wal_median.as_secs_f64() / raw_median.as_secs_f64(),
+        per_second,
+        data_mib,
+    );
 }
 
 /// A bare append-only file with the WAL's preallocation and none of its
