@@ -1,13 +1,14 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
-use crate::{Bucket, Visitor};
+use crate::small_key::SmallKey;
+use crate::{Bucket, ValueReader, Visitor};
 
 /// Writes not yet in the engine, per bucket, in key order. `None` marks a
 /// delete that must hide the engine's value.
 #[derive(Clone, Debug, Default)]
 pub struct TxBuffer {
-    buckets: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; Bucket::COUNT],
+    buckets: [BTreeMap<SmallKey, Option<Vec<u8>>>; Bucket::COUNT],
     writes: u64,
 }
 
@@ -23,12 +24,12 @@ pub(crate) enum Lookup<'a> {
 
 impl TxBuffer {
     pub(crate) fn put(&mut self, bucket: Bucket, key: &[u8], value: &[u8]) {
-        self.buckets[bucket.index()].insert(key.to_vec(), Some(value.to_vec()));
+        self.buckets[bucket.index()].insert(key.into(), Some(value.to_vec()));
         self.writes += 1;
     }
 
     pub(crate) fn delete(&mut self, bucket: Bucket, key: &[u8]) {
-        self.buckets[bucket.index()].insert(key.to_vec(), None);
+        self.buckets[bucket.index()].insert(key.into(), None);
         self.writes += 1;
     }
 
@@ -53,7 +54,11 @@ impl TxBuffer {
             if mine.is_empty() {
                 std::mem::swap(mine, theirs);
             } else {
-                mine.append(theirs);
+                // Not BTreeMap::append: it rebuilds the whole tree, O(n) per
+                // txn over a buffer that holds up to a batch of writes.
+                for (k, v) in std::mem::take(theirs) {
+                    mine.insert(k, v);
+                }
             }
         }
         self.writes += other.writes;
@@ -96,23 +101,26 @@ impl TxBuffer {
     }
 }
 
-/// Reads `bucket` through a stack of buffers (most recent first) over a
-/// lower layer `scan_lower`, merging by key: the first layer that mentions a
-/// key decides its fate.
+/// Reads `key` of `bucket` through a stack of buffers (most recent first)
+/// over a lower layer: the first layer that mentions the key decides.
 pub(crate) fn get_layered(
     layers: &[&TxBuffer],
     bucket: Bucket,
     key: &[u8],
-    lower: impl FnOnce() -> crate::Result<Option<Vec<u8>>>,
-) -> crate::Result<Option<Vec<u8>>> {
+    read: ValueReader<'_>,
+    lower: impl FnOnce(ValueReader<'_>) -> crate::Result<bool>,
+) -> crate::Result<bool> {
     for layer in layers {
         match layer.lookup(bucket, key) {
             Lookup::Miss => continue,
-            Lookup::Deleted => return Ok(None),
-            Lookup::Value(v) => return Ok(Some(v.to_vec())),
+            Lookup::Deleted => return Ok(false),
+            Lookup::Value(v) => {
+                read(v);
+                return Ok(true);
+            }
         }
     }
-    lower()
+    lower(read)
 }
 
 /// Scans `[start, end)` of `bucket` through buffers (most recent first) over

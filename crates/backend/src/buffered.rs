@@ -11,12 +11,20 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::buffer::{get_layered, scan_layered, TxBuffer};
-use crate::{Backend, BackendConfig, BatchTx, Bucket, Error, ReadTx, Result, Visitor};
+use crate::{Backend, BackendConfig, BatchTx, Bucket, Error, ReadTx, Result, ValueReader, Visitor};
 
 /// Read access to committed engine data (live, or a point-in-time view).
 pub trait EngineRead {
-    /// The value of `key` in `bucket`.
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Calls `read` with the value of `key` in `bucket`, borrowed; returns
+    /// whether the key exists.
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool>;
+
+    /// A copy of the value of `key` in `bucket`.
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = None;
+        self.get_with(bucket, key, &mut |v| out = Some(v.to_vec()))?;
+        Ok(out)
+    }
     /// Visits `[start, end)` of `bucket` in key order until `visit` breaks;
     /// an empty `end` means the end of the bucket.
     fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()>;
@@ -184,10 +192,10 @@ pub struct BatchTxGuard<'a, E: Engine> {
 }
 
 impl<E: Engine> ReadTx for BatchTxGuard<'_, E> {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
         let published = self.shared.published.read();
-        get_layered(&[&self.state.txn, &*published], bucket, key, || {
-            self.shared.engine.get(bucket, key)
+        get_layered(&[&self.state.txn, &*published], bucket, key, read, |r| {
+            self.shared.engine.get_with(bucket, key, r)
         })
     }
 
@@ -199,7 +207,7 @@ impl<E: Engine> ReadTx for BatchTxGuard<'_, E> {
         visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
-            return visit_single(self.get(bucket, start)?, start, visit);
+            return visit_single(self, bucket, start, visit);
         };
         let published = self.shared.published.read();
         scan_layered(
@@ -251,9 +259,9 @@ pub struct ReadTxGuard<'a, E: Engine> {
 }
 
 impl<E: Engine> ReadTx for ReadTxGuard<'_, E> {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_layered(&[&*self.published], bucket, key, || {
-            self.shared.engine.get(bucket, key)
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        get_layered(&[&*self.published], bucket, key, read, |r| {
+            self.shared.engine.get_with(bucket, key, r)
         })
     }
 
@@ -265,7 +273,7 @@ impl<E: Engine> ReadTx for ReadTxGuard<'_, E> {
         visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
-            return visit_single(self.get(bucket, start)?, start, visit);
+            return visit_single(self, bucket, start, visit);
         };
         scan_layered(&[&*self.published], bucket, start, end, visit, |v| {
             self.shared.engine.scan(bucket, start, end, v)
@@ -280,9 +288,9 @@ pub struct ConcurrentReadTxn<'a, E: Engine> {
 }
 
 impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        get_layered(&[&*self.published], bucket, key, || {
-            self.view.get(bucket, key)
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        get_layered(&[&*self.published], bucket, key, read, |r| {
+            self.view.get_with(bucket, key, r)
         })
     }
 
@@ -294,7 +302,7 @@ impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
         visit: Visitor<'_>,
     ) -> Result<()> {
         let Some(end) = end else {
-            return visit_single(self.get(bucket, start)?, start, visit);
+            return visit_single(self, bucket, start, visit);
         };
         scan_layered(&[&*self.published], bucket, start, end, visit, |v| {
             self.view.scan(bucket, start, end, v)
@@ -302,10 +310,10 @@ impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
     }
 }
 
-fn visit_single(value: Option<Vec<u8>>, key: &[u8], visit: Visitor<'_>) -> Result<()> {
-    if let Some(v) = value {
-        let _ = visit(key, &v);
-    }
+fn visit_single(tx: &impl ReadTx, bucket: Bucket, key: &[u8], visit: Visitor<'_>) -> Result<()> {
+    tx.get_with(bucket, key, &mut |v| {
+        let _ = visit(key, v);
+    })?;
     Ok(())
 }
 

@@ -40,6 +40,7 @@ mod buffered;
 mod error;
 mod mem;
 mod rocks;
+mod small_key;
 mod snapshot;
 pub mod testkit;
 
@@ -106,11 +107,22 @@ impl BackendConfig {
 /// A callback over `(key, value)` pairs in key order; `Break` stops the scan.
 pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
 
+/// Receives a stored value, borrowed from the buffer or the engine.
+pub type ValueReader<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// Reads over buckets. `end == None` reads the single key `start`;
 /// otherwise the half-open range `[start, end)`, ascending by key bytes.
 pub trait ReadTx {
-    /// The value stored under `key`, if any.
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Calls `read` with the value stored under `key`, without copying it;
+    /// returns whether the key exists.
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool>;
+
+    /// A copy of the value stored under `key`, if any.
+    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = None;
+        self.get_with(bucket, key, &mut |v| out = Some(v.to_vec()))?;
+        Ok(out)
+    }
 
     /// Calls `visit` for each pair in `[start, end)` in key order until it
     /// breaks. With `end == None`, visits at most the pair at `start`; an

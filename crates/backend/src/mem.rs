@@ -8,9 +8,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::buffered::{Engine, EngineRead};
-use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer, Visitor};
+use crate::small_key::SmallKey;
+use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer, ValueReader, Visitor};
 
-type Maps = [BTreeMap<Vec<u8>, Vec<u8>>; Bucket::COUNT];
+type Maps = [BTreeMap<SmallKey, Vec<u8>>; Bucket::COUNT];
 
 /// Buckets as ordered maps; a view shares them copy-on-write.
 #[derive(Default)]
@@ -32,8 +33,14 @@ impl MemBackend {
 /// A point-in-time view of a [`MemEngine`].
 pub struct MemView(Arc<Maps>);
 
-fn get_in(maps: &Maps, bucket: Bucket, key: &[u8]) -> Option<Vec<u8>> {
-    maps[bucket.index()].get(key).cloned()
+fn get_in(maps: &Maps, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> bool {
+    match maps[bucket.index()].get(key) {
+        Some(v) => {
+            read(v);
+            true
+        }
+        None => false,
+    }
 }
 
 fn scan_in(maps: &Maps, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) {
@@ -46,15 +53,15 @@ fn scan_in(maps: &Maps, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor
         Bound::Excluded(end)
     };
     for (k, v) in maps[bucket.index()].range::<[u8], _>((Bound::Included(start), upper)) {
-        if visit(k, v).is_break() {
+        if visit(k.as_slice(), v).is_break() {
             break;
         }
     }
 }
 
 impl EngineRead for MemEngine {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(get_in(&self.maps.read(), bucket, key))
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        Ok(get_in(&self.maps.read(), bucket, key, read))
     }
 
     fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
@@ -64,8 +71,8 @@ impl EngineRead for MemEngine {
 }
 
 impl EngineRead for MemView {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(get_in(&self.0, bucket, key))
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        Ok(get_in(&self.0, bucket, key, read))
     }
 
     fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
@@ -89,7 +96,7 @@ impl Engine for MemEngine {
             let map = &mut maps[bucket.index()];
             for (k, v) in buf.entries(bucket) {
                 match v {
-                    Some(v) => map.insert(k.to_vec(), v.to_vec()),
+                    Some(v) => map.insert(k.into(), v.to_vec()),
                     None => map.remove(k),
                 };
             }
@@ -109,7 +116,7 @@ impl Engine for MemEngine {
         let maps = self.maps.read();
         maps.iter()
             .flat_map(|m| m.iter())
-            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .map(|(k, v)| (k.as_slice().len() + v.len()) as u64)
             .sum()
     }
 

@@ -15,7 +15,9 @@ use rocksdb::{
 };
 
 use crate::buffered::{Engine, EngineRead};
-use crate::{BackendConfig, Bucket, BufferedBackend, Error, Result, TxBuffer, Visitor};
+use crate::{
+    BackendConfig, Bucket, BufferedBackend, Error, Result, TxBuffer, ValueReader, Visitor,
+};
 
 /// RocksDB under the buffering layer.
 pub struct RocksEngine {
@@ -116,8 +118,9 @@ fn bounded(end: &[u8]) -> ReadOptions {
 }
 
 impl EngineRead for RocksEngine {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(bucket), key)?)
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        let value = self.db.get_pinned_cf(self.cf(bucket), key)?;
+        Ok(value.map(|v| read(&v)).is_some())
     }
 
     fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {
@@ -139,8 +142,9 @@ pub struct RocksView<'a> {
 }
 
 impl EngineRead for RocksView<'_> {
-    fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snapshot.get_cf(self.engine.cf(bucket), key)?)
+    fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
+        let value = self.snapshot.get_pinned_cf(self.engine.cf(bucket), key)?;
+        Ok(value.map(|v| read(&v)).is_some())
     }
 
     fn scan(&self, bucket: Bucket, start: &[u8], end: &[u8], visit: Visitor<'_>) -> Result<()> {

@@ -61,7 +61,7 @@ fn sigkill_leaves_a_prefix_of_committed_txns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = rand::thread_rng();
     let mut previous = 0;
-    for round in 0..6 {
+    for round in 0..20 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())

@@ -264,10 +264,7 @@ mod tests {
     #[test]
     fn get_walks_generations() {
         let ki = history();
-        let at = |r| {
-            ki.get(r)
-                .map(|k| (k.modified.main, k.created, k.version))
-        };
+        let at = |r| ki.get(r).map(|k| (k.modified.main, k.created, k.version));
         assert_eq!(at(1), None);
         assert_eq!(at(2), Some((2, 2, 1)));
         assert_eq!(at(5), Some((4, 2, 2)));

@@ -404,13 +404,23 @@ fn range_at<B: Backend>(
             count,
         });
     }
-    let (revs, count) = inner.index.read().revisions(key, end, at_rev, opts.limit);
+    let (revs, count) = match end {
+        // The common point read: no intermediate list of revisions.
+        None => {
+            let found = inner.index.read().get(key, at_rev).map(|at| at.modified);
+            (found.into_iter().collect(), u64::from(found.is_some()))
+        }
+        Some(_) => inner.index.read().revisions(key, end, at_rev, opts.limit),
+    };
     let mut kvs = Vec::with_capacity(revs.len());
     for rev in revs {
-        let bytes = tx.get(Bucket::KEY, &rev.to_bytes())?.ok_or_else(|| {
-            Error::Corrupt(format!("index names revision {rev:?} missing from backend"))
+        let mut decoded = None;
+        tx.get_with(Bucket::KEY, &rev.to_bytes(), &mut |bytes| {
+            decoded = Some(codec::decode(bytes));
         })?;
-        let mut kv = codec::decode(&bytes)?;
+        let mut kv = decoded.ok_or_else(|| {
+            Error::Corrupt(format!("index names revision {rev:?} missing from backend"))
+        })??;
         if opts.keys_only {
             kv.value.clear();
         }

@@ -42,18 +42,31 @@ fn an_interrupted_compaction_resumes_on_open() {
     {
         let store = open(dir.path());
         for i in 0..100u32 {
-            store.write().put(format!("k{}", i % 5).as_bytes(), &i.to_be_bytes(), 0);
+            store
+                .write()
+                .put(format!("k{}", i % 5).as_bytes(), &i.to_be_bytes(), 0);
         }
         // What a crash right after scheduling leaves behind: the scheduled
         // mark, but no deletions and no finished mark.
         let mut tx = store.backend().batch_tx();
-        tx.put(Bucket::META, SCHEDULED_COMPACT_KEY, &Revision::new(90, 0).to_bytes());
+        tx.put(
+            Bucket::META,
+            SCHEDULED_COMPACT_KEY,
+            &Revision::new(90, 0).to_bytes(),
+        );
         drop(tx);
         store.backend().force_commit().expect("commit");
     }
     let store = open(dir.path());
     assert_eq!(store.compact_rev(), 90);
-    let below = store.range(b"k0", None, RangeOptions { rev: 89, ..Default::default() });
+    let below = store.range(
+        b"k0",
+        None,
+        RangeOptions {
+            rev: 89,
+            ..Default::default()
+        },
+    );
     assert!(matches!(below, Err(Error::Compacted { compacted: 90, .. })));
     // The resumed job runs in the background; a later compaction queues
     // behind it, so waiting for that one waits for both.
@@ -62,7 +75,14 @@ fn an_interrupted_compaction_resumes_on_open() {
     let revs = revisions_in_backend(&store);
     // Each of the 5 keys keeps its latest revision ≤ 95; later ones stay.
     assert_eq!(revs, (91..=101).collect::<Vec<i64>>());
-    let at_95 = store.range(b"k", Some(b"l"), RangeOptions { rev: 95, ..Default::default() });
+    let at_95 = store.range(
+        b"k",
+        Some(b"l"),
+        RangeOptions {
+            rev: 95,
+            ..Default::default()
+        },
+    );
     assert_eq!(at_95.expect("range").kvs.len(), 5);
 }
 
@@ -71,7 +91,9 @@ fn reads_and_writes_flow_during_compaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
     for i in 0..20_000u32 {
-        store.write().put(format!("key{:03}", i % 300).as_bytes(), &i.to_be_bytes(), 0);
+        store
+            .write()
+            .put(format!("key{:03}", i % 300).as_bytes(), &i.to_be_bytes(), 0);
     }
     let target = store.current_rev();
     let done = AtomicBool::new(false);
@@ -95,7 +117,9 @@ fn reads_and_writes_flow_during_compaction() {
     });
     let revs = revisions_in_backend(&store);
     assert_eq!(revs.len(), 300 + 500);
-    let latest = store.range(b"during", None, RangeOptions::default()).expect("range");
+    let latest = store
+        .range(b"during", None, RangeOptions::default())
+        .expect("range");
     assert_eq!(latest.kvs[0].version, 500);
     assert_eq!(meta_rev(&store, FINISHED_COMPACT_KEY), Some(target));
 }
@@ -106,11 +130,33 @@ fn compaction_bounds_are_checked() {
     let store = open(dir.path());
     store.write().put(b"a", b"1", 0);
     store.write().put(b"a", b"2", 0);
-    assert!(matches!(store.compact(9), Err(Error::FutureRevision { requested: 9, current: 3 })));
+    assert!(matches!(
+        store.compact(9),
+        Err(Error::FutureRevision {
+            requested: 9,
+            current: 3
+        })
+    ));
     store.compact(2).expect("compact").wait().expect("wait");
-    assert!(matches!(store.compact(2), Err(Error::Compacted { requested: 2, compacted: 2 })));
+    assert!(matches!(
+        store.compact(2),
+        Err(Error::Compacted {
+            requested: 2,
+            compacted: 2
+        })
+    ));
     assert!(matches!(store.hash_by_rev(2), Err(Error::Compacted { .. })));
-    assert!(matches!(store.hash_by_rev(4), Err(Error::FutureRevision { .. })));
-    let at_2 = store.range(b"a", None, RangeOptions { rev: 2, ..Default::default() });
+    assert!(matches!(
+        store.hash_by_rev(4),
+        Err(Error::FutureRevision { .. })
+    ));
+    let at_2 = store.range(
+        b"a",
+        None,
+        RangeOptions {
+            rev: 2,
+            ..Default::default()
+        },
+    );
     assert_eq!(at_2.expect("range at compaction point").kvs[0].value, b"1");
 }

@@ -80,7 +80,7 @@ fn sigkill_leaves_a_consistent_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_str().expect("utf8 path").to_owned();
     let mut rng = rand::thread_rng();
-    for round in 0..6 {
+    for round in 0..15 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, &path)

@@ -51,7 +51,10 @@ fn events_arrive_once_in_revision_order() {
         if events.len() == 2 {
             let del = events[1].kv.as_ref().expect("kv");
             assert_eq!(events[1].r#type, EventType::Delete as i32);
-            assert_eq!((del.key.as_slice(), del.mod_revision), (put.key.as_slice(), *rev));
+            assert_eq!(
+                (del.key.as_slice(), del.mod_revision),
+                (put.key.as_slice(), *rev)
+            );
         }
     }
     assert_eq!(store.current_rev(), 1001);
