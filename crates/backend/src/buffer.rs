@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
+use crate::buffered::EngineRead;
 use crate::small_key::SmallKey;
 use crate::{Bucket, ValueReader, Visitor};
 
@@ -102,13 +103,13 @@ impl TxBuffer {
 }
 
 /// Reads `key` of `bucket` through a stack of buffers (most recent first)
-/// over a lower layer: the first layer that mentions the key decides.
+/// over `lower`: the first layer that mentions the key decides.
 pub(crate) fn get_layered(
     layers: &[&TxBuffer],
+    lower: &impl EngineRead,
     bucket: Bucket,
     key: &[u8],
     read: ValueReader<'_>,
-    lower: impl FnOnce(ValueReader<'_>) -> crate::Result<bool>,
 ) -> crate::Result<bool> {
     for layer in layers {
         match layer.lookup(bucket, key) {
@@ -120,20 +121,26 @@ pub(crate) fn get_layered(
             }
         }
     }
-    lower(read)
+    lower.get_with(bucket, key, read)
 }
 
-/// Scans `[start, end)` of `bucket` through buffers (most recent first) over
-/// a lower layer's scan of the same range. Deleted keys are skipped; buffered
+/// Scans `bucket` through buffers (most recent first) over `lower`, with
+/// [`crate::ReadTx::scan`]'s bounds. Deleted keys are skipped; buffered
 /// values win.
 pub(crate) fn scan_layered(
     layers: &[&TxBuffer],
+    lower: &impl EngineRead,
     bucket: Bucket,
     start: &[u8],
-    end: &[u8],
+    end: Option<&[u8]>,
     visit: Visitor<'_>,
-    lower: impl FnOnce(Visitor<'_>) -> crate::Result<()>,
 ) -> crate::Result<()> {
+    let Some(end) = end else {
+        get_layered(layers, lower, bucket, start, &mut |v| {
+            let _ = visit(start, v);
+        })?;
+        return Ok(());
+    };
     // Fold the buffers into one ordered overlay (they hold at most one batch
     // interval of writes), earlier layers winning.
     let mut overlay: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
@@ -141,11 +148,11 @@ pub(crate) fn scan_layered(
         overlay.extend(layer.range(bucket, start, end));
     }
     if overlay.is_empty() {
-        return lower(visit);
+        return lower.scan(bucket, start, end, visit);
     }
     let mut pending = overlay.into_iter().peekable();
     let mut stopped = false;
-    lower(&mut |k, v| {
+    lower.scan(bucket, start, end, &mut |k, v| {
         // Emit buffered keys that sort before (or replace) the engine's key.
         while let Some(&(bk, bv)) = pending.peek() {
             if bk > k {

@@ -21,9 +21,7 @@ pub trait EngineRead {
 
     /// A copy of the value of `key` in `bucket`.
     fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut out = None;
-        self.get_with(bucket, key, &mut |v| out = Some(v.to_vec()))?;
-        Ok(out)
+        crate::copy_value(|read| self.get_with(bucket, key, read))
     }
     /// Visits `[start, end)` of `bucket` in key order until `visit` breaks;
     /// an empty `end` means the end of the bucket.
@@ -194,9 +192,8 @@ pub struct BatchTxGuard<'a, E: Engine> {
 impl<E: Engine> ReadTx for BatchTxGuard<'_, E> {
     fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
         let published = self.shared.published.read();
-        get_layered(&[&self.state.txn, &*published], bucket, key, read, |r| {
-            self.shared.engine.get_with(bucket, key, r)
-        })
+        let layers = [&self.state.txn, &*published];
+        get_layered(&layers, &self.shared.engine, bucket, key, read)
     }
 
     fn scan(
@@ -206,18 +203,9 @@ impl<E: Engine> ReadTx for BatchTxGuard<'_, E> {
         end: Option<&[u8]>,
         visit: Visitor<'_>,
     ) -> Result<()> {
-        let Some(end) = end else {
-            return visit_single(self, bucket, start, visit);
-        };
         let published = self.shared.published.read();
-        scan_layered(
-            &[&self.state.txn, &*published],
-            bucket,
-            start,
-            end,
-            visit,
-            |v| self.shared.engine.scan(bucket, start, end, v),
-        )
+        let layers = [&self.state.txn, &*published];
+        scan_layered(&layers, &self.shared.engine, bucket, start, end, visit)
     }
 }
 
@@ -260,9 +248,7 @@ pub struct ReadTxGuard<'a, E: Engine> {
 
 impl<E: Engine> ReadTx for ReadTxGuard<'_, E> {
     fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
-        get_layered(&[&*self.published], bucket, key, read, |r| {
-            self.shared.engine.get_with(bucket, key, r)
-        })
+        get_layered(&[&*self.published], &self.shared.engine, bucket, key, read)
     }
 
     fn scan(
@@ -272,12 +258,14 @@ impl<E: Engine> ReadTx for ReadTxGuard<'_, E> {
         end: Option<&[u8]>,
         visit: Visitor<'_>,
     ) -> Result<()> {
-        let Some(end) = end else {
-            return visit_single(self, bucket, start, visit);
-        };
-        scan_layered(&[&*self.published], bucket, start, end, visit, |v| {
-            self.shared.engine.scan(bucket, start, end, v)
-        })
+        scan_layered(
+            &[&*self.published],
+            &self.shared.engine,
+            bucket,
+            start,
+            end,
+            visit,
+        )
     }
 }
 
@@ -289,9 +277,7 @@ pub struct ConcurrentReadTxn<'a, E: Engine> {
 
 impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
     fn get_with(&self, bucket: Bucket, key: &[u8], read: ValueReader<'_>) -> Result<bool> {
-        get_layered(&[&*self.published], bucket, key, read, |r| {
-            self.view.get_with(bucket, key, r)
-        })
+        get_layered(&[&*self.published], &self.view, bucket, key, read)
     }
 
     fn scan(
@@ -301,20 +287,8 @@ impl<E: Engine> ReadTx for ConcurrentReadTxn<'_, E> {
         end: Option<&[u8]>,
         visit: Visitor<'_>,
     ) -> Result<()> {
-        let Some(end) = end else {
-            return visit_single(self, bucket, start, visit);
-        };
-        scan_layered(&[&*self.published], bucket, start, end, visit, |v| {
-            self.view.scan(bucket, start, end, v)
-        })
+        scan_layered(&[&*self.published], &self.view, bucket, start, end, visit)
     }
-}
-
-fn visit_single(tx: &impl ReadTx, bucket: Bucket, key: &[u8], visit: Visitor<'_>) -> Result<()> {
-    tx.get_with(bucket, key, &mut |v| {
-        let _ = visit(key, v);
-    })?;
-    Ok(())
 }
 
 impl<E: Engine> Backend for BufferedBackend<E> {

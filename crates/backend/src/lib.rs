@@ -110,6 +110,13 @@ pub type Visitor<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>;
 /// Receives a stored value, borrowed from the buffer or the engine.
 pub type ValueReader<'a> = &'a mut dyn FnMut(&[u8]);
 
+/// Runs a borrowed read and returns a copy of what it lent.
+fn copy_value(get_with: impl FnOnce(ValueReader<'_>) -> Result<bool>) -> Result<Option<Vec<u8>>> {
+    let mut out = None;
+    get_with(&mut |v| out = Some(v.to_vec()))?;
+    Ok(out)
+}
+
 /// Reads over buckets. `end == None` reads the single key `start`;
 /// otherwise the half-open range `[start, end)`, ascending by key bytes.
 pub trait ReadTx {
@@ -119,9 +126,7 @@ pub trait ReadTx {
 
     /// A copy of the value stored under `key`, if any.
     fn get(&self, bucket: Bucket, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut out = None;
-        self.get_with(bucket, key, &mut |v| out = Some(v.to_vec()))?;
-        Ok(out)
+        copy_value(|read| self.get_with(bucket, key, read))
     }
 
     /// Calls `visit` for each pair in `[start, end)` in key order until it
