@@ -41,8 +41,9 @@ impl Default for StoreConfig {
 }
 
 /// Receives the events of every committed write txn, in revision order.
-/// Called with the store's notification order held: keep it quick and never
-/// open a write txn from it.
+/// Called while the committing txn still holds its place (the notification
+/// order and the txn gate): keep it quick, and never open a txn — read or
+/// write — on the store from it, or a waiting compaction deadlocks it.
 pub trait Observer: Send + Sync {
     /// `events` were committed at main revision `rev`.
     fn on_commit(&self, rev: i64, events: &[Event]);
