@@ -135,17 +135,22 @@
 //!
 //! All file access goes through [`WalIo`] / [`WalFile`]: [`StdIo`] is the
 //! real filesystem, [`fault::FaultyIo`] injects failed fsyncs, short and torn
-//! writes and ENOSPC for tests.
+//! writes and ENOSPC for tests. [`MemIo`] is an in-memory filesystem where
+//! only fsynced data and fsynced directory entries survive
+//! [`MemIo::crash`], for power-loss tests without processes; [`testkit`] is
+//! the conformance suite every `WalIo` implementation passes.
 
 mod config;
 mod error;
 pub mod fault;
 mod io;
+mod mem_io;
 mod read;
 mod reader;
 mod record;
 mod segment;
 mod snap;
+pub mod testkit;
 mod types;
 mod wal;
 
@@ -157,6 +162,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use io::{OpenMode, StdIo, WalFile, WalIo};
+pub use mem_io::{MemIo, MEM_MAX_FILE_BYTES};
 pub use read::WalReader;
 pub use snap::{Snapshot, Snapshotter};
 pub use types::{Entry, HardState, SnapshotMarker, WalContents};

@@ -11,7 +11,7 @@ use crate::reader::corrupt;
 use crate::record::{self, HeaderCheck, RecordType, HEADER_BYTES, SNAPSHOT_PREFIX_BYTES};
 use crate::segment::{parse_hex_pair, TEMP_SUFFIX};
 use crate::types::SnapshotMarker;
-use crate::wal::check_size;
+use crate::wal::{check_size, create_dir_durably};
 
 const SNAP_SUFFIX: &str = ".snap";
 /// A snapshot file that failed to load is renamed with this suffix, so it
@@ -45,8 +45,9 @@ impl Snapshotter {
     pub fn with_io(io: Arc<dyn WalIo>, dir: impl AsRef<Path>, config: &WalConfig) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        io.create_dir_all(&dir)
-            .map_err(|e| Error::io("create dir", &dir, e))?;
+        // A snapshot saved durably into a directory whose own entry is not
+        // would vanish with it.
+        create_dir_durably(io.as_ref(), &dir)?;
         Ok(Snapshotter {
             io,
             dir,

@@ -64,9 +64,7 @@ impl Wal {
         let dir = dir.as_ref().to_path_buf();
         config.validate()?;
         check_size("metadata", metadata.len() as u64, config.max_record_bytes)?;
-        io.create_dir_all(&dir)
-            .map_err(|e| Error::io("create dir", &dir, e))?;
-        sync_parent(io.as_ref(), &dir)?;
+        create_dir_durably(io.as_ref(), &dir)?;
         let lock = lock_dir(io.as_ref(), &dir)?;
         let names = io.list(&dir).map_err(|e| Error::io("list", &dir, e))?;
         if names.iter().any(|n| SegmentName::parse(n).is_some()) {
@@ -400,14 +398,45 @@ fn install_segment(
     Ok(file)
 }
 
+/// Creates `dir` and its missing ancestors so that they survive a crash:
+/// a directory's entry lives in its parent, so the parent of every
+/// directory made is fsynced — and `dir`'s parent always, in case an
+/// earlier attempt made `dir` and crashed before syncing.
+pub(crate) fn create_dir_durably(io: &dyn WalIo, dir: &Path) -> Result<()> {
+    let mut made = missing_ancestors(io, dir);
+    io.create_dir_all(dir)
+        .map_err(|e| Error::io("create dir", dir, e))?;
+    if made.is_empty() {
+        made.push(dir);
+    }
+    // Outermost first: each entry is durable once its parent's is.
+    for made in made.iter().rev() {
+        sync_parent(io, made)?;
+    }
+    Ok(())
+}
+
+/// `dir` and those of its ancestors that do not exist yet, innermost first.
+fn missing_ancestors<'a>(io: &dyn WalIo, dir: &'a Path) -> Vec<&'a Path> {
+    dir.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| {
+            io.list(a)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        })
+        .collect()
+}
+
 /// Makes a newly created directory's own entry durable.
 fn sync_parent(io: &dyn WalIo, dir: &Path) -> Result<()> {
-    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => io
-            .sync_dir(parent)
-            .map_err(|e| Error::io("fsync dir", parent, e)),
-        None => Ok(()),
-    }
+    let parent = match dir.parent() {
+        None => return Ok(()),
+        // A relative path of one name lives in the working directory.
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+    };
+    io.sync_dir(parent)
+        .map_err(|e| Error::io("fsync dir", parent, e))
 }
 
 #[cfg(test)]
