@@ -52,6 +52,7 @@ pub use buffered::{
 pub use error::{Error, Result};
 pub use mem::{MemBackend, MemEngine, MemView};
 pub use rocks::{RocksBackend, RocksEngine, RocksView};
+pub use small_key::{SmallKey, INLINE_KEY_BYTES};
 pub use snapshot::{restore_snapshot, SNAPSHOT_MAGIC};
 
 use std::io::Write;

@@ -1,4 +1,5 @@
-//! `SmallKey`: a byte string stored inline when short.
+//! `SmallKey`: a byte string stored inline when short. Public so that the
+//! mvcc key index can use it too.
 //!
 //! Ordered maps compare keys at every level of a lookup; a key on the heap
 //! costs a cache miss per comparison. Revision keys (17–18 bytes) and most
@@ -7,19 +8,22 @@
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 
-/// Longest key kept inline.
+/// Longest key the backend's buffers and in-memory engine keep inline
+/// (revision keys are 17–18 bytes); the whole key takes 32 bytes.
 pub const INLINE_KEY_BYTES: usize = 30;
 
-/// A byte string, inline up to [`INLINE_KEY_BYTES`], on the heap beyond.
+/// A byte string kept inline up to `N` bytes (`N` ≤ 255), on the heap
+/// beyond. Pick `N` so that `N + 2` is a multiple of 8: the enum then has no
+/// padding.
 #[derive(Clone)]
-pub enum SmallKey {
+pub enum SmallKey<const N: usize = INLINE_KEY_BYTES> {
     /// Short keys: length and bytes in place.
-    Inline(u8, [u8; INLINE_KEY_BYTES]),
+    Inline(u8, [u8; N]),
     /// Long keys.
     Heap(Box<[u8]>),
 }
 
-impl SmallKey {
+impl<const N: usize> SmallKey<N> {
     /// The key's bytes.
     pub fn as_slice(&self) -> &[u8] {
         match self {
@@ -29,10 +33,11 @@ impl SmallKey {
     }
 }
 
-impl From<&[u8]> for SmallKey {
+impl<const N: usize> From<&[u8]> for SmallKey<N> {
     fn from(key: &[u8]) -> Self {
-        if key.len() <= INLINE_KEY_BYTES {
-            let mut bytes = [0u8; INLINE_KEY_BYTES];
+        const { assert!(N <= u8::MAX as usize, "inline length must fit a u8") };
+        if key.len() <= N {
+            let mut bytes = [0u8; N];
             bytes[..key.len()].copy_from_slice(key);
             SmallKey::Inline(key.len() as u8, bytes)
         } else {
@@ -43,33 +48,33 @@ impl From<&[u8]> for SmallKey {
 
 // Ordering, equality and hashing are those of the bytes, so `Borrow<[u8]>`
 // lets maps be searched with plain slices.
-impl Borrow<[u8]> for SmallKey {
+impl<const N: usize> Borrow<[u8]> for SmallKey<N> {
     fn borrow(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
-impl PartialEq for SmallKey {
+impl<const N: usize> PartialEq for SmallKey<N> {
     fn eq(&self, other: &Self) -> bool {
         self.as_slice() == other.as_slice()
     }
 }
 
-impl Eq for SmallKey {}
+impl<const N: usize> Eq for SmallKey<N> {}
 
-impl PartialOrd for SmallKey {
+impl<const N: usize> PartialOrd for SmallKey<N> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for SmallKey {
+impl<const N: usize> Ord for SmallKey<N> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.as_slice().cmp(other.as_slice())
     }
 }
 
-impl std::fmt::Debug for SmallKey {
+impl<const N: usize> std::fmt::Debug for SmallKey<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_slice())
     }
@@ -84,7 +89,7 @@ mod tests {
         #[test]
         fn order_matches_the_bytes(a in proptest::collection::vec(any::<u8>(), 0..64),
                                    b in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let (ka, kb) = (SmallKey::from(a.as_slice()), SmallKey::from(b.as_slice()));
+            let (ka, kb) = (SmallKey::<30>::from(a.as_slice()), SmallKey::<30>::from(b.as_slice()));
             prop_assert_eq!(ka.as_slice(), a.as_slice());
             prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
             prop_assert_eq!(ka == kb, a == b);

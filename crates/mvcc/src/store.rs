@@ -504,7 +504,7 @@ impl<'a, B: Backend> TxnWrite<'a, B> {
     /// Puts `key = value` with `lease` (0 = none).
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) {
         let rev = Revision::new(self.begin_rev + 1, self.changes.len() as i64);
-        let prior = self.inner.index.read().get(key, rev.main);
+        let prior = self.inner.index.write().put(key, rev);
         let (create_revision, version) = match prior {
             Some(at) => (at.created, at.version + 1),
             None => (rev.main, 1),
@@ -519,7 +519,6 @@ impl<'a, B: Backend> TxnWrite<'a, B> {
         };
         self.tx()
             .put(Bucket::KEY, &rev.to_bytes(), &codec::encode(&kv));
-        self.inner.index.write().put(key, rev);
         self.changes.push(Event {
             r#type: EventType::Put as i32,
             kv: Some(kv),

@@ -6,6 +6,7 @@ use std::ops::Bound;
 
 use crate::key_index::{KeyAt, KeyIndex};
 use crate::Revision;
+use ironcd_backend::SmallKey;
 
 /// Keys compacted per index write-lock hold, so readers keep flowing.
 pub const COMPACT_INDEX_CHUNK: usize = 10_000;
@@ -14,8 +15,13 @@ pub const COMPACT_INDEX_CHUNK: usize = 10_000;
 /// in a lock.
 #[derive(Clone, Debug, Default)]
 pub struct TreeIndex {
-    keys: BTreeMap<Box<[u8]>, KeyIndex>,
+    keys: BTreeMap<IndexKey, KeyIndex>,
 }
+
+/// Keys up to 38 bytes live inside the tree's nodes (40 bytes with length
+/// and tag): a lookup then compares bytes in the node instead of chasing a
+/// heap pointer per comparison. Longer keys go to the heap.
+type IndexKey = SmallKey<38>;
 
 type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
@@ -43,13 +49,20 @@ impl TreeIndex {
     }
 
     /// Records a put of `key` at `rev`.
-    pub fn put(&mut self, key: &[u8], rev: Revision) {
+    /// Returns what the key was just before (at `rev.main`, so earlier
+    /// changes of the same txn count), found by the same single lookup.
+    pub fn put(&mut self, key: &[u8], rev: Revision) -> Option<KeyAt> {
         match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                let prior = ki.get(rev.main);
+                ki.put(rev);
+                prior
+            }
             None => {
                 let mut ki = KeyIndex::default();
                 ki.put(rev);
                 self.keys.insert(key.into(), ki);
+                None
             }
         }
     }
@@ -78,7 +91,9 @@ impl TreeIndex {
                     tracing::debug!(?rev, "restore: tombstone of a key not live");
                 }
             }
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                ki.put(rev);
+            }
             None if tombstone => {
                 // Only the tombstone of this key survived compaction: the
                 // key's history ends here and reads never see it.
@@ -120,7 +135,7 @@ impl TreeIndex {
         };
         for (key, ki) in self.keys.range::<[u8], _>(range) {
             if let Some(at) = ki.get(at_rev) {
-                if !visit(key, at) {
+                if !visit(key.as_slice(), at) {
                     return;
                 }
             }
@@ -185,7 +200,7 @@ impl TreeIndex {
             .enumerate()
         {
             if i == COMPACT_INDEX_CHUNK {
-                next = Some(key.to_vec());
+                next = Some(key.as_slice().to_vec());
                 break;
             }
             ki.compact(at_rev, keep);
