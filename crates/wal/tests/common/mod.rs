@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ironcd_wal::{
-    Entry, HardState, OpenMode, Result, SnapshotMarker, StdIo, Wal, WalConfig, WalContents,
-    WalFile, WalIo, MIN_SEGMENT_SIZE_BYTES,
+    HardState, OpenMode, Result, SnapshotMarker, StdIo, Wal, WalConfig, WalContents, WalFile,
+    WalIo, MIN_SEGMENT_SIZE_BYTES,
 };
 
 /// Small segments, so a few dozen entries cross several cuts.
@@ -21,12 +21,7 @@ pub fn small_config() -> WalConfig {
 
 /// An entry whose data has no zero byte (a zero-free payload cannot look
 /// like a torn write; see the crate docs).
-pub fn entry(index: u64, term: u64, len: usize) -> Entry {
-    let data = (0..len)
-        .map(|i| ((index as usize * 31 + i * 7) % 255) as u8 + 1)
-        .collect();
-    Entry { index, term, data }
-}
+pub use ironcd_wal::testkit::entry;
 
 pub fn reopen(dir: &Path, at: SnapshotMarker, config: &WalConfig) -> Result<(Wal, WalContents)> {
     Wal::open(dir, at, config)?.read_all()
