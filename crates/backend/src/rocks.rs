@@ -86,11 +86,6 @@ impl RocksEngine {
             .flatten()
             .unwrap_or(0)
     }
-
-    /// The directory RocksDB lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 fn scan_iter(

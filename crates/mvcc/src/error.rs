@@ -21,6 +21,9 @@ pub enum Error {
         /// The store's current revision.
         current: i64,
     },
+    /// A configuration value is out of range.
+    #[error("mvcc: invalid config: {0}")]
+    InvalidConfig(&'static str),
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] ironcd_backend::Error),

@@ -1,6 +1,7 @@
 //! The multi-version store: read and write txns over the key index and the
 //! backend's `key` bucket.
 
+use std::ops::ControlFlow;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -134,8 +135,8 @@ impl<B: Backend> Store<B> {
     /// bucket and resuming a compaction that a crash interrupted.
     pub fn open(backend: Arc<B>, config: StoreConfig) -> Result<Self> {
         if config.compaction_batch_limit == 0 {
-            return Err(Error::Corrupt(
-                "compaction_batch_limit must be at least 1".into(),
+            return Err(Error::InvalidConfig(
+                "compaction_batch_limit must be at least 1",
             ));
         }
         let (index, revs, resume) = restore(&*backend)?;
@@ -222,19 +223,7 @@ impl<B: Backend> Store<B> {
         {
             let _exclusive = self.inner.gate.write();
             let mut revs = self.inner.revs.write();
-            if rev <= revs.compact {
-                return Err(Error::Compacted {
-                    requested: rev,
-                    compacted: revs.compact,
-                });
-            }
-            if rev > revs.current {
-                return Err(Error::FutureRevision {
-                    requested: rev,
-                    current: revs.current,
-                });
-            }
-            revs.compact = rev;
+            revs.compact = revs.check(rev, Purpose::Compact)?;
             let mut tx = self.inner.backend.batch_tx();
             tx.put(
                 Bucket::META,
@@ -260,19 +249,7 @@ impl<B: Backend> Store<B> {
     pub fn hash_by_rev(&self, rev: i64) -> Result<KvHash> {
         let _gate = self.inner.gate.read();
         let revs = *self.inner.revs.read();
-        if rev > 0 && rev <= revs.compact {
-            return Err(Error::Compacted {
-                requested: rev,
-                compacted: revs.compact,
-            });
-        }
-        if rev > revs.current {
-            return Err(Error::FutureRevision {
-                requested: rev,
-                current: revs.current,
-            });
-        }
-        let hash_rev = if rev == 0 { revs.current } else { rev };
+        let hash_rev = revs.check(rev, Purpose::Hash)?;
         let keep = self.inner.index.read().keep(revs.compact);
         let tx = self.inner.backend.concurrent_read_tx();
         let upper = Revision::new(hash_rev + 1, 0);
@@ -282,14 +259,14 @@ impl<B: Backend> Store<B> {
         tx.scan(Bucket::KEY, &[], Some(&upper.to_bytes()), &mut |k, v| {
             let Some(bk) = BucketKey::decode(k) else {
                 corrupt = Some(k.to_vec());
-                return std::ops::ControlFlow::Break(());
+                return ControlFlow::Break(());
             };
             if bk.rev < lower && !keep.is_empty() && !keep.contains(&bk.rev) {
-                return std::ops::ControlFlow::Continue(());
+                return ControlFlow::Continue(());
             }
             crc = crc32c::crc32c_append(crc, k);
             crc = crc32c::crc32c_append(crc, v);
-            std::ops::ControlFlow::Continue(())
+            ControlFlow::Continue(())
         })?;
         if let Some(k) = corrupt {
             return Err(Error::Corrupt(format!("bad key-bucket key {k:?}")));
@@ -344,10 +321,10 @@ fn restore<B: Backend>(backend: &B) -> Result<(TreeIndex, RevState, Option<i64>)
             Ok(())
         };
         match step() {
-            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 failure = Some(e);
-                std::ops::ControlFlow::Break(())
+                ControlFlow::Break(())
             }
         }
     })?;
@@ -359,32 +336,49 @@ fn restore<B: Backend>(backend: &B) -> Result<(TreeIndex, RevState, Option<i64>)
         current: current.max(compact),
         compact,
     };
+    // After a finished compaction the backend holds exactly the revisions
+    // that compaction keeps, so the rebuilt index needs no trimming; an
+    // interrupted one is resumed, which compacts the index too.
     let resume = (scheduled > finished).then_some(scheduled);
-    if resume.is_none() && compact > 0 {
-        // Index entries below the compaction point were kept in the backend
-        // only as far as compaction keeps them; trim the index to match.
-        index.compact(compact);
-    }
     Ok((index, revs, resume))
 }
 
-fn check_rev(revs: RevState, requested: i64) -> Result<i64> {
-    if requested <= 0 {
-        return Ok(revs.current);
+/// What a revision is asked for: the three differ at the edges, as in etcd.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A range read: ≤ 0 means current; the compaction revision itself is
+    /// still readable.
+    Read,
+    /// HashKV: ≤ 0 means current; the compaction revision is refused.
+    Hash,
+    /// Compaction: must lie above the last compaction, so ≤ 0 is refused.
+    Compact,
+}
+
+impl RevState {
+    /// Resolves `requested` against the window of revisions the store holds.
+    fn check(self, requested: i64, purpose: Purpose) -> Result<i64> {
+        if requested <= 0 && purpose != Purpose::Compact {
+            return Ok(self.current);
+        }
+        let compacted = match purpose {
+            Purpose::Read => requested < self.compact,
+            Purpose::Hash | Purpose::Compact => requested <= self.compact,
+        };
+        if compacted {
+            return Err(Error::Compacted {
+                requested,
+                compacted: self.compact,
+            });
+        }
+        if requested > self.current {
+            return Err(Error::FutureRevision {
+                requested,
+                current: self.current,
+            });
+        }
+        Ok(requested)
     }
-    if requested > revs.current {
-        return Err(Error::FutureRevision {
-            requested,
-            current: revs.current,
-        });
-    }
-    if requested < revs.compact {
-        return Err(Error::Compacted {
-            requested,
-            compacted: revs.compact,
-        });
-    }
-    Ok(requested)
 }
 
 /// Reads key-values at `at_rev` through any backend read tx.
@@ -456,7 +450,7 @@ impl<B: Backend> TxnRead<'_, B> {
     /// Range read: `end == None` reads `key` alone; an empty `end` reads
     /// every key ≥ `key`; otherwise `[key, end)`.
     pub fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
-        let at = check_rev(self.revs, opts.rev)?;
+        let at = self.revs.check(opts.rev, Purpose::Read)?;
         range_at(self.inner, &self.tx, key, end, at, self.revs.current, opts)
     }
 }
@@ -485,18 +479,13 @@ impl<'a, B: Backend> TxnWrite<'a, B> {
         }
     }
 
-    /// The main revision this txn's changes take.
-    pub fn write_rev(&self) -> i64 {
-        self.begin_rev + 1
-    }
-
     /// Range read that sees this txn's own changes.
     pub fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
         let revs = RevState {
             current: self.rev(),
             compact: self.inner.revs.read().compact,
         };
-        let at = check_rev(revs, opts.rev)?;
+        let at = revs.check(opts.rev, Purpose::Read)?;
         let tx = self.tx.as_ref().expect("batch tx lives until drop");
         range_at(self.inner, tx, key, end, at, revs.current, opts)
     }

@@ -110,11 +110,6 @@ impl TreeIndex {
         self.keys.get(key)?.get(at_rev)
     }
 
-    /// The key's full history.
-    pub fn key_index(&self, key: &[u8]) -> Option<&KeyIndex> {
-        self.keys.get(key)
-    }
-
     /// Visits keys in `[start, end)` (see [`bounds`]) live at `at_rev`, in
     /// key order, until `visit` returns false.
     pub fn visit(
