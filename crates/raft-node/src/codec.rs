@@ -1,0 +1,107 @@
+//! raft-rs's types on the wire and on disk. They are prost 0.11 messages, so
+//! they are encoded and decoded with prost 0.11 (`prost011`) — never through
+//! the compatibility wrapper's `parse_from_bytes`, which is unimplemented.
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
+
+/// Encodes any raft-rs message.
+pub(crate) fn encode<M: prost011::Message>(message: &M) -> Vec<u8> {
+    message.encode_to_vec()
+}
+
+/// Decodes a raft-rs message, naming what it was on failure.
+pub(crate) fn decode<M: prost011::Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, String> {
+    M::decode(bytes).map_err(|e| format!("undecodable {what}: {e}"))
+}
+
+/// A raft entry as the WAL stores it (the whole entry, encoded).
+pub(crate) fn entry_to_wal(entry: &Entry) -> ironcd_wal::Entry {
+    ironcd_wal::Entry {
+        index: entry.index,
+        term: entry.term,
+        data: encode(entry),
+    }
+}
+
+/// Back from the WAL, checking the framing agrees with the payload.
+pub(crate) fn entry_from_wal(stored: &ironcd_wal::Entry) -> Result<Entry, String> {
+    let entry: Entry = decode("entry", &stored.data)?;
+    if entry.index != stored.index || entry.term != stored.term {
+        return Err(format!(
+            "entry at {}/{} holds {}/{}",
+            stored.index, stored.term, entry.index, entry.term
+        ));
+    }
+    Ok(entry)
+}
+
+/// The conf change an entry carries, as V2 (V1 converted).
+pub(crate) fn conf_change_of(entry: &Entry) -> Result<ConfChangeV2, String> {
+    use raft_proto::ConfChangeI as _;
+    match entry.get_entry_type() {
+        EntryType::EntryConfChange => {
+            Ok(decode::<ConfChange>("conf change", &entry.data)?.into_v2())
+        }
+        EntryType::EntryConfChangeV2 => decode("conf change v2", &entry.data),
+        EntryType::EntryNormal => Err("not a conf change entry".into()),
+    }
+}
+
+/// A message without its snapshot data (which travels in chunks), and the
+/// data.
+pub(crate) fn split_snapshot(mut message: Message) -> (Vec<u8>, Vec<u8>) {
+    let data = message.mut_snapshot().take_data();
+    (encode(&message), data)
+}
+
+/// The other half of [`split_snapshot`].
+pub(crate) fn join_snapshot(message: &[u8], data: Vec<u8>) -> Result<Message, String> {
+    let mut message: Message = decode("snapshot message", message)?;
+    let snapshot: &mut Snapshot = message.mut_snapshot();
+    snapshot.data = data;
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::MessageType;
+
+    #[test]
+    fn entries_round_trip_through_the_wal_form() {
+        let mut entry = Entry::default();
+        entry.index = 9;
+        entry.term = 3;
+        entry.data = b"put a".to_vec();
+        entry.context = vec![1; 16];
+        let stored = entry_to_wal(&entry);
+        assert_eq!(entry_from_wal(&stored).unwrap(), entry);
+        let mut wrong = stored.clone();
+        wrong.term = 4;
+        assert!(entry_from_wal(&wrong).unwrap_err().contains("holds"));
+        let garbage = ironcd_wal::Entry {
+            index: 9,
+            term: 3,
+            data: vec![0xff; 7],
+        };
+        assert!(entry_from_wal(&garbage)
+            .unwrap_err()
+            .contains("undecodable"));
+    }
+
+    #[test]
+    fn snapshot_messages_split_and_join() {
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgSnapshot);
+        message.to = 2;
+        message.mut_snapshot().mut_metadata().index = 40;
+        message.mut_snapshot().data = vec![7; 1000];
+        let (head, data) = split_snapshot(message.clone());
+        assert_eq!(data.len(), 1000);
+        assert!(head.len() < 100);
+        assert_eq!(join_snapshot(&head, data).unwrap(), message);
+    }
+}

@@ -1,0 +1,322 @@
+//! The durable half of a raft node: the WAL and the snapshot files under
+//! the member directory, and recovery from them.
+//!
+//! ```text
+//! <member-dir>/
+//!     wal/    ironcd-wal segments: entries (raft-rs `Entry`, encoded),
+//!             hard states, snapshot markers; metadata = [`Identity`]
+//!     snap/   %016x-%016x.snap: raft-rs `Snapshot` (metadata with the conf
+//!             state, and the applier's data), encoded
+//! ```
+//!
+//! A new cluster member starts from a *bootstrap snapshot* at index 1, term
+//! 1, whose conf state is the initial voters and whose data is empty. It is
+//! never written as a file: the voters are in the WAL's metadata and the
+//! snapshot is made again from them. Because every log then starts at
+//! index 2, a member that joins later (empty log) is sent a snapshot by the
+//! leader, and learns the membership from it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ironcd_wal::{SnapshotMarker, Snapshotter, Wal, WalIo};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+
+use crate::codec;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Index and term of the bootstrap snapshot.
+pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
+const BOOTSTRAP_TERM: u64 = 1;
+const IDENTITY_VERSION: u8 = 1;
+/// Most voters the identity records (its encoding is bounded by it).
+const MAX_INITIAL_VOTERS: usize = 1024;
+
+/// Who the WAL belongs to: written once as the WAL's metadata.
+///
+/// ```text
+/// | version u8 = 1 | member id u64 LE | cluster id u64 LE | n u32 LE | n voter ids u64 LE |
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    id: u64,
+    cluster_id: u64,
+    initial_voters: Vec<u64>,
+}
+
+impl Identity {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(21 + 8 * self.initial_voters.len());
+        out.push(IDENTITY_VERSION);
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.cluster_id.to_le_bytes());
+        out.extend_from_slice(&(self.initial_voters.len() as u32).to_le_bytes());
+        for voter in &self.initial_voters {
+            out.extend_from_slice(&voter.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Identity> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != IDENTITY_VERSION || rest.len() < 20 {
+            return None;
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().unwrap());
+        let n = u32::from_le_bytes(rest[16..20].try_into().unwrap()) as usize;
+        if n > MAX_INITIAL_VOTERS || rest.len() != 20 + 8 * n {
+            return None;
+        }
+        Some(Identity {
+            id: u64_at(0),
+            cluster_id: u64_at(8),
+            initial_voters: (0..n).map(|i| u64_at(20 + 8 * i)).collect(),
+        })
+    }
+
+    fn bootstrap_snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        if !self.initial_voters.is_empty() {
+            let meta = snapshot.mut_metadata();
+            meta.index = BOOTSTRAP_INDEX;
+            meta.term = BOOTSTRAP_TERM;
+            meta.set_conf_state(ConfState {
+                voters: self.initial_voters.clone(),
+                ..ConfState::default()
+            });
+        }
+        snapshot
+    }
+}
+
+/// What a node starts from.
+pub(crate) struct Recovered {
+    pub(crate) disk: Disk,
+    /// The newest snapshot (index 0 for a joining member that has none).
+    pub(crate) snapshot: Snapshot,
+    pub(crate) hard_state: HardState,
+    /// Entries after the snapshot.
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// The WAL and the snapshot files, owned by the Ready loop.
+pub(crate) struct Disk {
+    dir: PathBuf,
+    wal: Wal,
+    snapshotter: Snapshotter,
+}
+
+impl Disk {
+    /// Opens the member directory, creating it for a new member.
+    pub(crate) fn open(io: Arc<dyn WalIo>, dir: &Path, config: &Config) -> Result<Recovered> {
+        let wal_dir = dir.join("wal");
+        let snapshotter = Snapshotter::with_io(io.clone(), dir.join("snap"), &config.wal)?;
+        let identity = Identity {
+            id: config.id,
+            cluster_id: config.cluster_id,
+            initial_voters: config.initial_voters.clone(),
+        };
+        if identity.initial_voters.len() > MAX_INITIAL_VOTERS {
+            return Err(Error::InvalidConfig {
+                field: "initial_voters",
+                reason: format!("more than {MAX_INITIAL_VOTERS}"),
+            });
+        }
+        let has_wal = io
+            .list(&wal_dir)
+            .is_ok_and(|names| names.iter().any(|n| n.ends_with(".wal")));
+        if !has_wal {
+            let wal = Wal::create_with_io(io, &wal_dir, &identity.encode(), &config.wal)?;
+            tracing::info!(dir = %dir.display(), id = config.id, voters = ?identity.initial_voters, "created raft member directory");
+            return Self::recover(
+                dir,
+                wal,
+                snapshotter,
+                &identity,
+                None,
+                Default::default(),
+                Vec::new(),
+            );
+        }
+        let (wal, contents, snapshot) = open_newest(io, &wal_dir, &snapshotter, &config.wal)?;
+        let found = Identity::decode(&contents.metadata)
+            .ok_or_else(|| corrupt(dir, "undecodable WAL metadata".into()))?;
+        if found.id != config.id || found.cluster_id != config.cluster_id {
+            return Err(corrupt(
+                dir,
+                format!(
+                    "the WAL belongs to member {:x} of cluster {:x}, not member {:x} of cluster {:x}",
+                    found.id, found.cluster_id, config.id, config.cluster_id
+                ),
+            ));
+        }
+        let entries = contents
+            .entries
+            .iter()
+            .map(codec::entry_from_wal)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|reason| corrupt(dir, reason))?;
+        let hard_state = HardState {
+            term: contents.hard_state.term,
+            vote: contents.hard_state.vote,
+            commit: contents.hard_state.commit,
+        };
+        Self::recover(dir, wal, snapshotter, &found, snapshot, hard_state, entries)
+    }
+
+    fn recover(
+        dir: &Path,
+        mut wal: Wal,
+        snapshotter: Snapshotter,
+        identity: &Identity,
+        snapshot: Option<Snapshot>,
+        mut hard_state: HardState,
+        mut entries: Vec<Entry>,
+    ) -> Result<Recovered> {
+        let snapshot = snapshot.unwrap_or_else(|| identity.bootstrap_snapshot());
+        let meta = snapshot.get_metadata();
+        if meta.index == BOOTSTRAP_INDEX && wal.last_index() < BOOTSTRAP_INDEX {
+            // The WAL must know the log starts after the bootstrap snapshot
+            // before it takes entry 2. Repeated if creation was cut short.
+            wal.save_snapshot(SnapshotMarker {
+                index: BOOTSTRAP_INDEX,
+                term: BOOTSTRAP_TERM,
+            })?;
+        }
+        entries.retain(|e| e.index > meta.index);
+        hard_state.term = hard_state.term.max(meta.term);
+        hard_state.commit = hard_state.commit.max(meta.index);
+        if let Some(first) = entries.first() {
+            if first.index != meta.index + 1 {
+                return Err(corrupt(
+                    dir,
+                    format!(
+                        "the log starts at {} after a snapshot at {}",
+                        first.index, meta.index
+                    ),
+                ));
+            }
+        }
+        Ok(Recovered {
+            disk: Disk {
+                dir: dir.to_path_buf(),
+                wal,
+                snapshotter,
+            },
+            snapshot,
+            hard_state,
+            entries,
+        })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `entries` and the hard state, with one fsync.
+    pub(crate) fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<()> {
+        let state = ironcd_wal::HardState {
+            term: hard_state.term,
+            vote: hard_state.vote,
+            commit: hard_state.commit,
+        };
+        let stored: Vec<_> = entries.iter().map(codec::entry_to_wal).collect();
+        self.wal.save(&state, &stored)?;
+        Ok(())
+    }
+
+    /// Writes a snapshot file, then its marker in the WAL: a crash between
+    /// the two leaves a file the WAL does not name, which recovery skips.
+    pub(crate) fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let meta = snapshot.get_metadata();
+        let marker = SnapshotMarker {
+            index: meta.index,
+            term: meta.term,
+        };
+        self.snapshotter.save(marker, &codec::encode(snapshot))?;
+        self.wal.save_snapshot(marker)?;
+        Ok(())
+    }
+
+    /// Deletes WAL segments and snapshot files no longer needed to recover
+    /// from the snapshot at `index`.
+    pub(crate) fn release_to(&mut self, index: u64) -> Result<()> {
+        self.wal.release_to(index)?;
+        let removed = self.snapshotter.purge()?;
+        tracing::debug!(dir = %self.dir.display(), index, removed, "released raft files");
+        Ok(())
+    }
+}
+
+/// Opens the WAL at the newest snapshot it records (falling back to older
+/// ones, then to its beginning) and reads it.
+fn open_newest(
+    io: Arc<dyn WalIo>,
+    wal_dir: &Path,
+    snapshotter: &Snapshotter,
+    config: &ironcd_wal::WalConfig,
+) -> Result<(Wal, ironcd_wal::WalContents, Option<Snapshot>)> {
+    let mut markers = snapshotter.list()?;
+    markers.sort_unstable_by(|a, b| b.cmp(a));
+    for marker in markers {
+        let stored = match snapshotter.load(marker) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(index = marker.index, term = marker.term, error = %e, "skipping unreadable snapshot");
+                continue;
+            }
+        };
+        let snapshot: Snapshot = match codec::decode("snapshot", &stored.data) {
+            Ok(snapshot) => snapshot,
+            Err(reason) => {
+                tracing::warn!(index = marker.index, %reason, "skipping undecodable snapshot");
+                continue;
+            }
+        };
+        match Wal::open_with_io(io.clone(), wal_dir, marker, config) {
+            Ok(reader) => {
+                let (wal, contents) = reader.read_all()?;
+                return Ok((wal, contents, Some(snapshot)));
+            }
+            Err(ironcd_wal::Error::SnapshotNotFound { .. }) => {
+                tracing::warn!(
+                    index = marker.index,
+                    "snapshot file not recorded in the WAL; trying an older one"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (wal, contents) =
+        Wal::open_with_io(io, wal_dir, SnapshotMarker::default(), config)?.read_all()?;
+    Ok((wal, contents, None))
+}
+
+fn corrupt(dir: &Path, reason: String) -> Error {
+    Error::Corrupt {
+        dir: dir.to_path_buf(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_and_refuses_garbage() {
+        let identity = Identity {
+            id: 3,
+            cluster_id: 9,
+            initial_voters: vec![1, 2, 3],
+        };
+        assert_eq!(Identity::decode(&identity.encode()), Some(identity.clone()));
+        let bytes = identity.encode();
+        assert_eq!(Identity::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Identity::decode(&[2]), None);
+        let mut huge = bytes.clone();
+        huge[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Identity::decode(&huge), None);
+    }
+}

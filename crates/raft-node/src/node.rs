@@ -1,0 +1,367 @@
+//! [`RaftNode`]: the handle the server holds, and what it receives.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironcd_wal::{StdIo, WalIo};
+use parking_lot::Mutex;
+use raft::eraftpb::{ConfChangeV2, Message};
+use raft::SnapshotStatus;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conf::{AppliedConfChange, ConfChangeRequest, Membership};
+use crate::config::Config;
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+/// What the applier receives, in log order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// Committed entries, consecutive. The commit index covering them is
+    /// durable.
+    Entries(Vec<Committed>),
+    /// Replace the whole state with this snapshot's; it covers the log up
+    /// to its index.
+    Snapshot(SnapshotData),
+    /// `snapshot_count` entries were applied since the last snapshot: once
+    /// the state at `index` (everything received so far) is durable, make
+    /// one with [`RaftNode::create_snapshot`].
+    SnapshotDue {
+        /// Index of the last entry delivered before this request.
+        index: u64,
+    },
+}
+
+/// One committed entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its log index.
+    pub index: u64,
+    /// The term it was proposed in.
+    pub term: u64,
+    /// What it carries.
+    pub kind: CommittedKind,
+}
+
+/// The payload of a committed entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommittedKind {
+    /// Proposed bytes; empty for the entry each new leader appends.
+    Normal(Vec<u8>),
+    /// A membership change, already applied to raft.
+    ConfChange(AppliedConfChange),
+}
+
+/// A snapshot for the applier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotData {
+    /// Last index it covers.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+    /// Membership at `index`.
+    pub membership: Membership,
+    /// The applier's data, as given to `create_snapshot` (empty for the
+    /// bootstrap snapshot a new cluster starts from).
+    pub data: Vec<u8>,
+}
+
+/// The receiving end of the applier's stream. It ends when the node stops.
+#[derive(Debug)]
+pub struct ApplyStream {
+    pub(crate) rx: mpsc::Receiver<Apply>,
+}
+
+impl ApplyStream {
+    /// The next item, or `None` once the node has stopped.
+    pub async fn next(&mut self) -> Option<Apply> {
+        self.rx.recv().await
+    }
+}
+
+/// A member's role in its term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Checking it could win before starting an election.
+    PreCandidate,
+    /// Standing for election.
+    Candidate,
+    /// The leader.
+    Leader,
+}
+
+/// How the leader replicates to one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplicationState {
+    /// Probing for where the logs agree.
+    Probe,
+    /// Streaming appends.
+    Replicate,
+    /// Waiting for a snapshot to be applied.
+    Snapshot,
+}
+
+/// The leader's view of one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerProgress {
+    /// The member.
+    pub id: u64,
+    /// Highest index known replicated there.
+    pub matched: u64,
+    /// Next index to send.
+    pub next_index: u64,
+    /// How it is being replicated to.
+    pub state: ReplicationState,
+    /// Heard from within the last election timeout.
+    pub recent_active: bool,
+}
+
+/// A snapshot of a node's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This member.
+    pub id: u64,
+    /// The leader this member knows of, 0 for none.
+    pub leader: u64,
+    /// Current term.
+    pub term: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Last index delivered to the applier.
+    pub applied: u64,
+    /// Last index the applier reported durable.
+    pub durable_applied: u64,
+    /// Index of the newest snapshot.
+    pub snapshot_index: u64,
+    /// First index still in the log.
+    pub first_index: u64,
+    /// Last index in the log.
+    pub last_index: u64,
+    /// Role in the current term.
+    pub role: Role,
+    /// Current membership (as applied).
+    pub membership: Membership,
+    /// Per-member replication, on the leader only (empty elsewhere).
+    pub progress: Vec<PeerProgress>,
+}
+
+/// Requests into the Ready loop.
+pub(crate) enum Input {
+    Propose {
+        seq: u64,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    ProposeConfChange {
+        seq: u64,
+        change: ConfChangeV2,
+        context: Vec<u8>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    ReadIndex(oneshot::Sender<Result<u64>>),
+    Step(Box<Message>),
+    Unreachable(u64),
+    SnapshotStatus(u64, SnapshotStatus),
+    TransferLeader(u64),
+    Status(oneshot::Sender<Status>),
+    DurableApplied(u64),
+    CreateSnapshot {
+        index: u64,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    CompactTo {
+        index: u64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Stop,
+}
+
+/// A running raft member. Cloning gives another handle to the same member.
+#[derive(Clone)]
+pub struct RaftNode {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    id: u64,
+    tx: mpsc::Sender<Input>,
+    next_seq: AtomicU64,
+    timeout: Duration,
+    max_proposal_bytes: u64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl RaftNode {
+    /// Opens (or creates) the member directory `dir` and starts the Ready
+    /// loop on a thread of its own. `applied` is the applier's durable index
+    /// (0 for a new applier): entries after it are delivered again.
+    pub fn start(
+        config: Config,
+        dir: &Path,
+        transport: Arc<dyn Transport>,
+        applied: u64,
+    ) -> Result<(RaftNode, ApplyStream)> {
+        Self::start_with_io(config, dir, transport, applied, Arc::new(StdIo))
+    }
+
+    /// [`RaftNode::start`] with the WAL's IO given (an in-memory one in
+    /// tests).
+    pub fn start_with_io(
+        config: Config,
+        dir: &Path,
+        transport: Arc<dyn Transport>,
+        applied: u64,
+        io: Arc<dyn WalIo>,
+    ) -> Result<(RaftNode, ApplyStream)> {
+        config.validate()?;
+        let (tx, inbox) = mpsc::channel(config.inbox_capacity as usize);
+        let (apply_tx, apply_rx) = mpsc::channel(config.apply_queue_capacity as usize);
+        let driver = Driver::open(
+            config.clone(),
+            dir,
+            io,
+            transport,
+            applied,
+            tx.clone(),
+            inbox,
+            apply_tx,
+        )?;
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{:x}", config.id))
+            .spawn(move || driver.run())
+            .map_err(|e| Error::Transport(format!("spawning the raft thread: {e}")))?;
+        let node = RaftNode {
+            shared: Arc::new(Shared {
+                id: config.id,
+                tx,
+                next_seq: AtomicU64::new(1),
+                timeout: Duration::from_millis(config.request_timeout_ms),
+                max_proposal_bytes: config.max_proposal_bytes,
+                thread: Mutex::new(Some(thread)),
+            }),
+        };
+        Ok((node, ApplyStream { rx: apply_rx }))
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Proposes `data`; resolves with its index once it is committed (on
+    /// this member's log). On a follower the proposal goes to the leader.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<u64> {
+        let size = data.len() as u64 + crate::driver::PROPOSAL_ID_BYTES;
+        if size > self.shared.max_proposal_bytes {
+            return Err(Error::TooLarge {
+                size,
+                max: self.shared.max_proposal_bytes,
+            });
+        }
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.call(|reply| Input::Propose { seq, data, reply })
+            .await?
+    }
+
+    /// Proposes a membership change; resolves with its index once it is
+    /// committed. A change raft refuses commits with
+    /// [`AppliedConfChange::refused`] set and resolves as `InvalidRequest`.
+    pub async fn propose_conf_change(&self, request: ConfChangeRequest) -> Result<u64> {
+        let size = request.context.len() as u64
+            + crate::driver::PROPOSAL_ID_BYTES
+            + 64 * request.changes.len() as u64;
+        if size > self.shared.max_proposal_bytes {
+            return Err(Error::TooLarge {
+                size,
+                max: self.shared.max_proposal_bytes,
+            });
+        }
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let change = request.to_raft();
+        let context = request.context;
+        self.call(|reply| Input::ProposeConfChange {
+            seq,
+            change,
+            context,
+            reply,
+        })
+        .await?
+    }
+
+    /// The index a linearizable read may be served at once the applier has
+    /// applied it. Concurrent callers share one round of heartbeats.
+    pub async fn read_index(&self) -> Result<u64> {
+        self.call(Input::ReadIndex).await?
+    }
+
+    /// Asks the leader to hand leadership to `to` (a no-op elsewhere).
+    /// Watch [`status`](RaftNode::status) for the outcome.
+    pub async fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.send(Input::TransferLeader(to)).await
+    }
+
+    /// The member's current state.
+    pub async fn status(&self) -> Result<Status> {
+        self.call(Input::Status).await
+    }
+
+    /// Reports that the applier's state up to `index` is durable.
+    pub async fn report_durable_applied(&self, index: u64) -> Result<()> {
+        self.send(Input::DurableApplied(index)).await
+    }
+
+    /// Stores a snapshot of the applier's state at `index` (which it has
+    /// reported durable), and compacts the log to `snapshot_catchup_entries`
+    /// behind it.
+    pub async fn create_snapshot(&self, index: u64, data: Vec<u8>) -> Result<()> {
+        self.call(|reply| Input::CreateSnapshot { index, data, reply })
+            .await?
+    }
+
+    /// Drops log entries up to `index`, which must not pass the newest
+    /// snapshot.
+    pub async fn compact_to(&self, index: u64) -> Result<()> {
+        self.call(|reply| Input::CompactTo { index, reply }).await?
+    }
+
+    /// Stops the Ready loop and waits for it; pending calls fail with
+    /// `Stopped`. Safe to call more than once.
+    pub async fn stop(&self) {
+        let _ = self.shared.tx.send(Input::Stop).await;
+        let thread = self.shared.thread.lock().take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn send(&self, input: Input) -> Result<()> {
+        self.shared.tx.send(input).await.map_err(|_| Error::Stopped)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.shared.timeout;
+        tokio::time::timeout_at(deadline, self.send(make(reply)))
+            .await
+            .map_err(|_| Error::Timeout)??;
+        match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+}
