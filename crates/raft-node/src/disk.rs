@@ -12,7 +12,8 @@
 //! A new cluster member starts from a *bootstrap snapshot* at index 1, term
 //! 1, whose conf state is the initial voters and whose data is empty. It is
 //! never written as a file: the voters are in the WAL's metadata and the
-//! snapshot is made again from them. Because every log then starts at
+//! snapshot is made again from them (the WAL holds an empty entry 1 so that
+//! its log is gap-free from the start). Because every log then starts at
 //! index 2, a member that joins later (empty log) is sent a snapshot by the
 //! leader, and learns the membership from it.
 
@@ -177,12 +178,20 @@ impl Disk {
         let snapshot = snapshot.unwrap_or_else(|| identity.bootstrap_snapshot());
         let meta = snapshot.get_metadata();
         if meta.index == BOOTSTRAP_INDEX && wal.last_index() < BOOTSTRAP_INDEX {
-            // The WAL must know the log starts after the bootstrap snapshot
-            // before it takes entry 2. Repeated if creation was cut short.
-            wal.save_snapshot(SnapshotMarker {
+            // The WAL takes entry 2 only after entry 1: store the entry the
+            // bootstrap snapshot covers (empty; dropped again on recovery).
+            // Repeated if creation was cut short.
+            let first = Entry {
                 index: BOOTSTRAP_INDEX,
                 term: BOOTSTRAP_TERM,
-            })?;
+                ..Entry::default()
+            };
+            let state = HardState {
+                term: BOOTSTRAP_TERM,
+                vote: 0,
+                commit: BOOTSTRAP_INDEX,
+            };
+            wal.save(&to_wal_state(&state), &[codec::entry_to_wal(&first)])?;
         }
         entries.retain(|e| e.index > meta.index);
         hard_state.term = hard_state.term.max(meta.term);
@@ -216,13 +225,8 @@ impl Disk {
 
     /// Appends `entries` and the hard state, with one fsync.
     pub(crate) fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<()> {
-        let state = ironcd_wal::HardState {
-            term: hard_state.term,
-            vote: hard_state.vote,
-            commit: hard_state.commit,
-        };
         let stored: Vec<_> = entries.iter().map(codec::entry_to_wal).collect();
-        self.wal.save(&state, &stored)?;
+        self.wal.save(&to_wal_state(hard_state), &stored)?;
         Ok(())
     }
 
@@ -291,6 +295,14 @@ fn open_newest(
     let (wal, contents) =
         Wal::open_with_io(io, wal_dir, SnapshotMarker::default(), config)?.read_all()?;
     Ok((wal, contents, None))
+}
+
+fn to_wal_state(hard_state: &HardState) -> ironcd_wal::HardState {
+    ironcd_wal::HardState {
+        term: hard_state.term,
+        vote: hard_state.vote,
+        commit: hard_state.commit,
+    }
 }
 
 fn corrupt(dir: &Path, reason: String) -> Error {

@@ -270,6 +270,8 @@ impl Driver {
                 self.durable_applied = self.durable_applied.max(index.min(self.applied))
             }
             Input::CreateSnapshot { index, data, reply } => {
+                // Answered either way; raft asks again if it still needs one.
+                self.snapshot_due_at = None;
                 let _ = reply.send(self.create_snapshot(index, data));
             }
             Input::CompactTo { index, reply } => {
@@ -431,10 +433,19 @@ impl Driver {
         loop {
             self.issue_reads();
             if !self.raw.has_ready() {
-                return Ok(());
+                break;
             }
             self.on_ready().await?;
         }
+        if self.raw.store().take_snapshot_wanted() && self.snapshot_due_at.is_none() {
+            // A follower needs a snapshot newer than the stored one.
+            self.snapshot_due_at = Some(self.applied);
+            self.deliver(Apply::SnapshotDue {
+                index: self.applied,
+            })
+            .await;
+        }
+        Ok(())
     }
 
     async fn on_ready(&mut self) -> Result<()> {
@@ -616,9 +627,6 @@ impl Driver {
         self.raw.mut_store().compact(compact);
         self.disk.release_to(index)?;
         self.conf.prune_to(index);
-        if self.snapshot_due_at.is_some_and(|at| at <= index) {
-            self.snapshot_due_at = None;
-        }
         tracing::info!(
             id = self.config.id,
             index,

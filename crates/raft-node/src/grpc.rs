@@ -170,6 +170,12 @@ impl GrpcTransport {
         self.shared.peers.write().remove(&peer);
     }
 
+    /// Stops every peer task; the transport sends nothing more. (The tasks
+    /// hold the transport, so this is what ends them.)
+    pub fn close(&self) {
+        self.shared.peers.write().clear();
+    }
+
     /// The peers known, with their URLs.
     pub fn peers(&self) -> Vec<(u64, String)> {
         let mut peers: Vec<_> = self
@@ -209,11 +215,9 @@ impl GrpcTransport {
             .map_err(|e| Error::Transport(e.to_string()))
     }
 
-    /// Binds `addr` and serves on it in a task; returns the bound address.
-    pub async fn serve_on(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    /// Binds `addr` and serves on it in a task; returns the bound address
+    /// and a handle that stops the server.
+    pub async fn serve_on(&self, addr: SocketAddr) -> Result<(SocketAddr, PeerServerHandle)> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Transport(format!("bind {addr}: {e}")))?;
@@ -226,7 +230,22 @@ impl GrpcTransport {
                 tracing::error!(error = %e, "peer server stopped");
             }
         });
-        Ok((bound, task))
+        Ok((bound, PeerServerHandle { task }))
+    }
+}
+
+/// A peer server started by [`GrpcTransport::serve_on`].
+#[derive(Debug)]
+pub struct PeerServerHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeerServerHandle {
+    /// Stops accepting and closes the listener (the address is free once
+    /// this returns). Streams already open end as their peers notice.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! compaction, held in memory (etcd's `MemoryStorage`). It holds only what is
 //! already durable: the Ready loop appends here after the WAL's fsync.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use prost011::Message as _;
@@ -20,6 +21,10 @@ pub(crate) struct LogStore {
     offset_index: u64,
     offset_term: u64,
     entries: VecDeque<Entry>,
+    /// Set when raft asked for a snapshot this store cannot give (none new
+    /// enough, or one whose membership lacks the recipient): the applier is
+    /// then asked for a fresh one.
+    snapshot_wanted: Cell<bool>,
 }
 
 impl LogStore {
@@ -33,7 +38,13 @@ impl LogStore {
             offset_term: meta.term,
             snapshot,
             entries: VecDeque::new(),
+            snapshot_wanted: Cell::new(false),
         }
+    }
+
+    /// Whether raft wanted a snapshot it could not have since last asked.
+    pub(crate) fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
     }
 
     pub(crate) fn hard_state(&self) -> &HardState {
@@ -197,8 +208,21 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.get_metadata().index < request_index {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let meta = self.snapshot.get_metadata();
+        let cs = meta.get_conf_state();
+        // raft-rs on the receiving side refuses a snapshot whose membership
+        // does not include it: a member added since needs a newer one.
+        let includes_recipient = [
+            &cs.voters,
+            &cs.learners,
+            &cs.voters_outgoing,
+            &cs.learners_next,
+        ]
+        .iter()
+        .any(|ids| ids.contains(&to));
+        if meta.index < request_index || !includes_recipient {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -295,9 +319,13 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_below_the_request_is_temporarily_unavailable() {
+    fn snapshot_too_old_or_without_the_recipient_is_temporarily_unavailable() {
         let mut store = store_with(4);
-        store.set_snapshot(3, ConfState::default(), vec![]);
+        let cs = ConfState {
+            voters: vec![1, 2],
+            ..Default::default()
+        };
+        store.set_snapshot(3, cs, vec![]);
         assert_eq!(
             raft::Storage::snapshot(&store, 3, 2)
                 .unwrap()
@@ -305,12 +333,17 @@ mod tests {
                 .term,
             1
         );
-        assert!(matches!(
-            raft::Storage::snapshot(&store, 4, 2),
-            Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable
-            ))
-        ));
+        assert!(!store.take_snapshot_wanted());
+        for (request_index, to) in [(4, 2), (0, 3)] {
+            assert!(matches!(
+                raft::Storage::snapshot(&store, request_index, to),
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable
+                ))
+            ));
+            assert!(store.take_snapshot_wanted());
+            assert!(!store.take_snapshot_wanted());
+        }
     }
 
     #[test]

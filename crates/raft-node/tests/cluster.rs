@@ -1,0 +1,457 @@
+//! Clusters of in-process members on real loopback gRPC, each with its own
+//! WAL on disk and a durable file applier: agreement, leader loss, restart,
+//! snapshot catch-up, partitions and membership changes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ironcd_raft_node::{ConfChange, ConfChangeRequest, Error, Role};
+
+fn runtime_test(test: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(test);
+}
+
+/// Proposes `count` payloads tagged `tag`, spread round-robin over `via`,
+/// concurrently; returns them once all are acknowledged.
+async fn propose_spread(cluster: &Cluster, via: &[u64], tag: &str, count: u64) -> Vec<Vec<u8>> {
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let node = cluster.node(via[i as usize % via.len()]);
+        let data = payload(tag, i);
+        tasks.push(tokio::spawn(async move {
+            propose_retrying(&node, data.clone()).await;
+            data
+        }));
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.push(task.await.unwrap());
+    }
+    acked
+}
+
+#[test]
+fn one_three_and_five_members_commit_the_same_entries_in_the_same_order() {
+    runtime_test(async {
+        for n in [1, 3, 5] {
+            let mut cluster = Cluster::start(n).await;
+            cluster.wait_leader().await;
+            let all = ids(n);
+            let acked = propose_spread(&cluster, &all, &format!("n{n}"), 60).await;
+            cluster.wait_applied(&all, &acked).await;
+            // Same entries, not just a shared prefix: every member applied all.
+            let reference = cluster.members[&1].log.lock().entries.clone();
+            for id in &all {
+                let entries = cluster.members[id].log.lock().entries.clone();
+                assert_eq!(entries, reference, "member {id} of {n}");
+            }
+            cluster.check_one_leader_per_term().await;
+            cluster.stop_all().await;
+        }
+    });
+}
+
+#[test]
+fn losing_the_leader_elects_another_and_every_member_restarts_from_disk() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.wait_leader().await;
+        let mut acked = propose_spread(&cluster, &ids(3), "before", 40).await;
+        cluster.wait_applied(&ids(3), &acked).await;
+
+        let election_timeout = Duration::from_millis(test_config(1, &[1]).election_timeout_ms());
+        let killed_at = Instant::now();
+        cluster.stop_member(leader).await;
+        let rest: Vec<u64> = ids(3).into_iter().filter(|id| *id != leader).collect();
+        let new_leader = cluster.wait_leader_among(&rest).await;
+        let took = killed_at.elapsed();
+        assert_ne!(new_leader, leader);
+        // raft bounds this by two election timeouts (a follower's randomized
+        // timeout is below 2x), plus a pre-vote round trip; the margin is for
+        // a loaded test machine.
+        assert!(
+            took < election_timeout * 2 + Duration::from_millis(500),
+            "new leader after {took:?}"
+        );
+
+        acked.extend(propose_spread(&cluster, &rest, "after", 40).await);
+        cluster.wait_applied(&rest, &acked).await;
+
+        cluster.start_member(leader, &ids(3), false).await;
+        cluster.wait_applied(&ids(3), &acked).await;
+
+        // Every member from disk at once; nothing acknowledged is lost, and
+        // the cluster goes on.
+        cluster.stop_all().await;
+        for id in ids(3) {
+            cluster.start_member(id, &ids(3), false).await;
+        }
+        cluster.wait_leader().await;
+        acked.extend(propose_spread(&cluster, &ids(3), "restarted", 20).await);
+        cluster.wait_applied(&ids(3), &acked).await;
+        cluster.stop_all().await;
+    });
+}
+
+fn small_snapshots(config: &mut ironcd_raft_node::Config) {
+    config.snapshot_count = 30;
+    config.snapshot_catchup_entries = 5;
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
+    runtime_test(async {
+        let mut cluster = Cluster::start_with(3, small_snapshots).await;
+        let leader = cluster.wait_leader().await;
+        let behind = if leader == 3 { 2 } else { 3 };
+        let others: Vec<u64> = ids(3).into_iter().filter(|id| *id != behind).collect();
+        cluster.faults.partition(&[behind], &others);
+        let acked = propose_spread(&cluster, &others, "while-away", 150).await;
+        cluster.wait_applied(&others, &acked).await;
+        let status = cluster.members[&leader].status().await;
+        assert!(
+            status.first_index > 2,
+            "the leader compacted its log: {status:?}"
+        );
+        assert!(cluster.members[&leader].log.lock().snapshots_made > 0);
+
+        cluster.faults.heal();
+        cluster.wait_applied(&ids(3), &acked).await;
+        let log = cluster.members[&behind].log.lock();
+        assert!(
+            log.snapshots_restored >= 1,
+            "member {behind} caught up without a snapshot"
+        );
+        drop(log);
+
+        // It restarts from its own snapshot and WAL.
+        cluster.stop_member(behind).await;
+        cluster.start_member(behind, &ids(3), false).await;
+        let more = propose_spread(&cluster, &ids(3), "later", 10).await;
+        cluster.wait_applied(&ids(3), &[acked, more].concat()).await;
+        assert!(cluster.members[&behind].status().await.snapshot_index > 1);
+        cluster.stop_all().await;
+    });
+}
+
+#[test]
+fn a_partitioned_minority_makes_no_progress_and_the_cluster_heals() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(5).await;
+        let leader = cluster.wait_leader().await;
+        let mut acked = propose_spread(&cluster, &ids(5), "start", 20).await;
+
+        // The old leader and one follower on one side, three on the other.
+        let minority = vec![leader, if leader == 1 { 2 } else { 1 }];
+        let majority: Vec<u64> = ids(5)
+            .into_iter()
+            .filter(|id| !minority.contains(id))
+            .collect();
+        cluster.faults.partition(&minority, &majority);
+        let stuck = cluster
+            .node(minority[1])
+            .propose(b"minority".to_vec())
+            .await;
+        assert!(
+            matches!(
+                stuck,
+                Err(Error::Timeout | Error::NoLeader | Error::Dropped)
+            ),
+            "{stuck:?}"
+        );
+        let new_leader = cluster.wait_leader_among(&majority).await;
+        assert!(majority.contains(&new_leader));
+        acked.extend(propose_spread(&cluster, &majority, "majority", 30).await);
+        for id in &minority {
+            let payloads = cluster.members[id].log.lock().payloads();
+            assert!(
+                !payloads.contains(&payload("majority", 0)),
+                "minority member {id} applied a majority write"
+            );
+        }
+
+        cluster.faults.heal();
+        cluster.wait_applied(&ids(5), &acked).await;
+        let log = cluster.members[&minority[1]].log.lock().payloads();
+        // The minority's proposal never committed before the heal: if it
+        // commits at all it is after every majority write before it.
+        if let Some(at) = log.iter().position(|p| p == b"minority") {
+            assert!(
+                at > log
+                    .iter()
+                    .position(|p| p == &payload("majority", 0))
+                    .unwrap()
+            );
+        }
+        drop(log);
+
+        // One-way: the leader cannot reach one follower. Pre-vote and
+        // check-quorum keep the leader, and the follower catches up after.
+        let leader = cluster.wait_leader().await;
+        let deaf = if leader == 5 { 4 } else { 5 };
+        cluster.faults.block(leader, deaf);
+        acked.extend(propose_spread(&cluster, &[leader], "one-way", 20).await);
+        cluster.faults.heal();
+        cluster.wait_applied(&ids(5), &acked).await;
+
+        // Lossy, slow links still make progress.
+        cluster.faults.drop_one_in(5);
+        cluster.faults.delay_ms(15);
+        acked.extend(propose_spread(&cluster, &ids(5), "lossy", 20).await);
+        cluster.faults.heal();
+        cluster.wait_applied(&ids(5), &acked).await;
+        cluster.check_one_leader_per_term().await;
+        cluster.stop_all().await;
+    });
+}
+
+/// Proposes without pause from the leader until told to stop, returning what
+/// was acknowledged.
+fn write_load(
+    cluster: &Cluster,
+    tag: &'static str,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<Vec<Vec<u8>>>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let nodes: Vec<_> = cluster.members.values().map(|m| m.node.clone()).collect();
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut i = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let data = payload(tag, i);
+            // Whichever member answers: a removed or stopped one fails.
+            for node in &nodes {
+                if node.propose(data.clone()).await.is_ok() {
+                    acked.push(data.clone());
+                    break;
+                }
+            }
+            i += 1;
+        }
+        acked
+    });
+    (stop, task)
+}
+
+#[test]
+fn membership_changes_under_write_load() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.wait_leader().await;
+        let (stop, load) = write_load(&cluster, "load");
+
+        // A new member joins as a learner: the others must know its address.
+        cluster.start_member(4, &[], true).await;
+        let url = format!("http://{}", cluster.addrs[&4]);
+        for member in cluster.members.values() {
+            member.transport.add_peer(4, url.clone());
+        }
+        for (id, url) in cluster.peer_urls() {
+            cluster.members[&4].transport.add_peer(id, url);
+        }
+        let leader_node = cluster.node(leader);
+        leader_node
+            .propose_conf_change(ConfChangeRequest::single(
+                ConfChange::AddLearner(4),
+                b"m4".to_vec(),
+            ))
+            .await
+            .unwrap();
+        wait_until(
+            "the learner to catch up",
+            Duration::from_secs(20),
+            || async {
+                let status = cluster.members[&4].status().await;
+                status.membership.learners == vec![4]
+                    && status.applied + 5 >= cluster.members[&leader].status().await.commit
+            },
+        )
+        .await;
+        assert_eq!(cluster.members[&4].status().await.role, Role::Follower);
+
+        leader_node
+            .propose_conf_change(ConfChangeRequest::single(
+                ConfChange::PromoteLearner(4),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let status = leader_node.status().await.unwrap();
+        assert_eq!(status.membership.voters, vec![1, 2, 3, 4]);
+        assert!(status.membership.learners.is_empty());
+
+        // Remove a follower, then hand leadership to the new member.
+        let removed = ids(3).into_iter().find(|id| *id != leader).unwrap();
+        leader_node
+            .propose_conf_change(ConfChangeRequest::single(
+                ConfChange::Remove(removed),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        cluster.stop_member(removed).await;
+        leader_node.transfer_leader(4).await.unwrap();
+        wait_until(
+            "leadership to move to member 4",
+            Duration::from_secs(20),
+            || async { cluster.members[&4].status().await.role == Role::Leader },
+        )
+        .await;
+
+        // The old leader removes itself through the new one.
+        cluster
+            .node(4)
+            .propose_conf_change(ConfChangeRequest::single(
+                ConfChange::Remove(leader),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let remaining: Vec<u64> = cluster
+            .members
+            .keys()
+            .copied()
+            .filter(|id| *id != leader)
+            .collect();
+        cluster.wait_leader_among(&remaining).await;
+
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let acked = load.await.unwrap();
+        assert!(acked.len() > 10, "the load made progress: {}", acked.len());
+        let more = propose_spread(&cluster, &remaining, "after", 10).await;
+        cluster
+            .wait_applied(&remaining, &[acked, more].concat())
+            .await;
+        let membership = cluster.node(4).status().await.unwrap().membership;
+        let mut voters = remaining.clone();
+        voters.sort_unstable();
+        assert_eq!(membership.voters, voters);
+        cluster.stop_all().await;
+    });
+}
+
+#[test]
+fn a_joint_configuration_is_left_even_when_entered_explicitly() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.wait_leader().await;
+        // Swap a voter for a learner-to-be in one joint change that raft
+        // would leave only when told to.
+        let follower = ids(3).into_iter().find(|id| *id != leader).unwrap();
+        let request = ConfChangeRequest {
+            changes: vec![
+                ConfChange::Remove(follower),
+                ConfChange::AddLearner(follower),
+            ],
+            explicit_joint: true,
+            ..Default::default()
+        };
+        cluster
+            .node(leader)
+            .propose_conf_change(request)
+            .await
+            .unwrap();
+        // The leader that entered it may die at once: whoever leads next
+        // finds the joint configuration and leaves it.
+        cluster.stop_member(leader).await;
+        let rest: Vec<u64> = ids(3).into_iter().filter(|id| *id != leader).collect();
+        cluster.start_member(leader, &ids(3), false).await;
+        wait_until(
+            "the joint configuration to be left",
+            Duration::from_secs(20),
+            || async {
+                let status = cluster.members[&follower].status().await;
+                !status.membership.is_joint() && status.membership.learners == vec![follower]
+            },
+        )
+        .await;
+        let _ = rest;
+        let acked = propose_spread(&cluster, &ids(3), "after-joint", 10).await;
+        cluster.wait_applied(&ids(3), &acked).await;
+        cluster.stop_all().await;
+    });
+}
+
+#[test]
+fn reads_wait_for_a_leader_and_return_a_committed_index() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.wait_leader().await;
+        let acked = propose_spread(&cluster, &[leader], "r", 10).await;
+        cluster.wait_applied(&ids(3), &acked).await;
+        // Concurrent reads on every member share rounds and see at least
+        // every write acknowledged before them.
+        let committed = cluster.members[&leader].status().await.commit;
+        let mut reads = Vec::new();
+        for id in ids(3) {
+            for _ in 0..20 {
+                let node = cluster.node(id);
+                reads.push(tokio::spawn(async move { node.read_index().await }));
+            }
+        }
+        for read in reads {
+            assert!(read.await.unwrap().unwrap() >= committed);
+        }
+        // With the leader gone, a read on an isolated member times out
+        // instead of hanging; once a leader is back, reads are answered.
+        let follower = ids(3).into_iter().find(|id| *id != leader).unwrap();
+        let others: Vec<u64> = ids(3).into_iter().filter(|id| *id != follower).collect();
+        cluster.faults.partition(&[follower], &others);
+        assert!(matches!(
+            cluster.node(follower).read_index().await,
+            Err(Error::Timeout)
+        ));
+        cluster.faults.heal();
+        cluster.wait_leader().await;
+        assert!(cluster.node(follower).read_index().await.unwrap() >= committed);
+        cluster.stop_all().await;
+    });
+}
+
+#[test]
+fn bad_requests_are_refused_with_typed_errors() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(1).await;
+        cluster.wait_leader().await;
+        let node = cluster.node(1);
+        let too_big = vec![0u8; ironcd_raft_node::DEFAULT_MAX_PROPOSAL_BYTES as usize];
+        assert!(matches!(
+            node.propose(too_big).await,
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            node.create_snapshot(10_000, vec![]).await,
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            node.compact_to(10_000).await,
+            Err(Error::InvalidRequest(_))
+        ));
+        // Removing the only voter is refused by raft, on every member alike.
+        let removed = node
+            .propose_conf_change(ConfChangeRequest::single(ConfChange::Remove(1), vec![]))
+            .await;
+        assert!(
+            matches!(removed, Err(Error::InvalidRequest(_))),
+            "{removed:?}"
+        );
+        assert!(node.propose(b"still serving".to_vec()).await.is_ok());
+        node.stop().await;
+        assert!(matches!(
+            node.propose(b"x".to_vec()).await,
+            Err(Error::Stopped)
+        ));
+        cluster.stop_all().await;
+    });
+}
