@@ -37,7 +37,6 @@ use hdrhistogram::Histogram;
 use ironcd_raft_node::{
     Apply, Config, GrpcTransport, PeerServerHandle, RaftNode, Role, TransportConfig,
 };
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -464,37 +463,23 @@ async fn wait_for_leader(nodes: &[RaftNode]) -> anyhow::Result<RaftNode> {
 
 /// Drains a member's apply stream. The applier has no state of its own, so
 /// whatever it receives is durable at once; it reports that, and answers
-/// snapshot requests with an empty snapshot, from a second task so that it
-/// never waits on the node's inbox while the node waits on it.
+/// snapshot requests with an empty snapshot.
 fn spawn_applier(node: RaftNode, mut stream: ironcd_raft_node::ApplyStream) -> JoinHandle<()> {
-    // (last index received, index a snapshot is due at)
-    let (progress_tx, mut progress_rx) = watch::channel((0u64, 0u64));
-    tokio::spawn(async move {
-        let mut last_snapshot = 0u64;
-        while progress_rx.changed().await.is_ok() {
-            let (applied, due) = *progress_rx.borrow_and_update();
-            if node.report_durable_applied(applied).await.is_err() {
-                break;
-            }
-            if due > last_snapshot && due <= applied {
-                last_snapshot = due;
-                if let Err(e) = node.create_snapshot(due, Vec::new()).await {
-                    eprintln!("member {}: snapshot at {due} failed: {e}", node.id());
-                }
-            }
-        }
-    });
     tokio::spawn(async move {
         while let Some(item) = stream.next().await {
-            progress_tx.send_modify(|(applied, due)| match item {
+            match item {
                 Apply::Entries(entries) => {
                     if let Some(last) = entries.last() {
-                        *applied = last.index;
+                        node.report_durable_applied(last.index);
                     }
                 }
-                Apply::Snapshot(snapshot) => *applied = snapshot.index,
-                Apply::SnapshotDue { index } => *due = index,
-            });
+                Apply::Snapshot(snapshot) => node.report_durable_applied(snapshot.index),
+                Apply::SnapshotDue { index } => {
+                    if let Err(e) = node.create_snapshot(index, Vec::new()).await {
+                        eprintln!("member {}: snapshot at {index} failed: {e}", node.id());
+                    }
+                }
+            }
         }
     })
 }

@@ -72,11 +72,13 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_the_wal_form() {
-        let mut entry = Entry::default();
-        entry.index = 9;
-        entry.term = 3;
-        entry.data = b"put a".to_vec();
-        entry.context = vec![1; 16];
+        let entry = Entry {
+            index: 9,
+            term: 3,
+            data: b"put a".to_vec(),
+            context: vec![1; 16],
+            ..Entry::default()
+        };
         let stored = entry_to_wal(&entry);
         assert_eq!(entry_from_wal(&stored).unwrap(), entry);
         let mut wrong = stored.clone();

@@ -233,11 +233,13 @@ mod tests {
     use super::*;
 
     fn conf_entry(index: u64, request: &ConfChangeRequest) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = 2;
+        let mut entry = Entry {
+            index,
+            term: 2,
+            data: codec::encode(&request.to_raft()),
+            ..Entry::default()
+        };
         entry.set_entry_type(EntryType::EntryConfChangeV2);
-        entry.data = codec::encode(&request.to_raft());
         entry
     }
 
@@ -252,7 +254,7 @@ mod tests {
             explicit_joint: true,
             ..Default::default()
         };
-        let entries = vec![
+        let entries = [
             conf_entry(
                 3,
                 &ConfChangeRequest::single(ConfChange::AddLearner(5), vec![]),

@@ -227,7 +227,8 @@ mod tests {
     fn defaults_are_valid_and_each_bound_is_checked() {
         let config = Config::new(1, 7);
         config.validate().unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("id", Box::new(|c| c.id = 0)),
             ("cluster_id", Box::new(|c| c.cluster_id = 0)),
             ("initial_voters", Box::new(|c| c.initial_voters = vec![2])),

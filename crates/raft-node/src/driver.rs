@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +40,8 @@ use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::logger::raft_logger;
 use crate::node::{
-    Apply, Committed, CommittedKind, Input, PeerProgress, ReplicationState, Role, SnapshotData,
-    Status,
+    Apply, Committed, CommittedKind, Control, Input, PeerProgress, ReplicationState, Role,
+    SnapshotData, Status, Wiring,
 };
 use crate::storage::LogStore;
 use crate::transport::{Inbox, Transport};
@@ -87,7 +88,9 @@ pub(crate) struct Driver {
     conf: ConfHistory,
     /// Last index delivered to the applier.
     applied: u64,
-    durable_applied: u64,
+    /// What the applier reported durable (raised by the handle).
+    durable_applied: Arc<AtomicU64>,
+    control: mpsc::Receiver<Control>,
     /// Index a `SnapshotDue` was sent at, until a snapshot answers it.
     snapshot_due_at: Option<u64>,
     /// Term in which this leader last proposed leaving a joint config.
@@ -97,16 +100,13 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         config: Config,
         dir: &Path,
         io: Arc<dyn WalIo>,
         transport: Arc<dyn Transport>,
         applied: u64,
-        tx: mpsc::Sender<Input>,
-        inbox: mpsc::Receiver<Input>,
-        apply_tx: mpsc::Sender<Apply>,
+        wiring: Wiring,
     ) -> Result<Driver> {
         let recovered = Disk::open(io, dir, &config)?;
         let snapshot_meta = recovered.snapshot.get_metadata().clone();
@@ -146,7 +146,11 @@ impl Driver {
             // Nobody to disturb and nobody to wait for.
             raw.campaign()?;
         }
-        transport.attach(Inbox { id: config.id, tx });
+        transport.attach(Inbox {
+            id: config.id,
+            tx: wiring.tx,
+        });
+        wiring.durable_applied.store(applied, Ordering::Release);
         tracing::info!(id = config.id, dir = %dir.display(), applied, commit, snapshot = snapshot_meta.index, membership = ?Membership::from(history.latest()), "raft node started");
         let retry_after =
             Duration::from_millis((config.election_timeout_ms() / 2).max(config.tick_ms));
@@ -154,8 +158,9 @@ impl Driver {
             raw,
             disk: recovered.disk,
             transport,
-            apply_tx,
-            inbox,
+            apply_tx: wiring.apply_tx,
+            inbox: wiring.inbox,
+            control: wiring.control,
             session: rand::random(),
             proposals: HashMap::new(),
             reads: Reads {
@@ -166,7 +171,7 @@ impl Driver {
             },
             conf: history,
             applied,
-            durable_applied: applied,
+            durable_applied: wiring.durable_applied,
             snapshot_due_at: None,
             leave_joint_term: 0,
             startup,
@@ -197,6 +202,10 @@ impl Driver {
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.housekeeping();
+                    false
+                }
+                Some(control) = self.control.recv() => {
+                    self.handle_control(control);
                     false
                 }
                 input = self.inbox.recv() => match input {
@@ -266,20 +275,29 @@ impl Driver {
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Input::DurableApplied(index) => {
-                self.durable_applied = self.durable_applied.max(index.min(self.applied))
-            }
-            Input::CreateSnapshot { index, data, reply } => {
+            Input::Stop => return true,
+        }
+        false
+    }
+
+    fn handle_control(&mut self, control: Control) {
+        match control {
+            Control::CreateSnapshot { index, data, reply } => {
                 // Answered either way; raft asks again if it still needs one.
                 self.snapshot_due_at = None;
                 let _ = reply.send(self.create_snapshot(index, data));
             }
-            Input::CompactTo { index, reply } => {
+            Control::CompactTo { index, reply } => {
                 let _ = reply.send(self.compact_to(index));
             }
-            Input::Stop => return true,
         }
-        false
+    }
+
+    /// The applier's durable index, as far as it has been delivered.
+    fn durable_applied(&self) -> u64 {
+        self.durable_applied
+            .load(Ordering::Acquire)
+            .min(self.applied)
     }
 
     fn proposal_id(&self, seq: u64) -> Vec<u8> {
@@ -499,7 +517,6 @@ impl Driver {
         self.disk.save_snapshot(&snapshot)?;
         self.conf = ConfHistory::new(meta.index, meta.get_conf_state().clone());
         self.applied = meta.index;
-        self.durable_applied = self.durable_applied.min(meta.index);
         self.snapshot_due_at = None;
         let data = snapshot_data(&snapshot);
         self.raw.mut_store().apply_snapshot(snapshot);
@@ -601,9 +618,23 @@ impl Driver {
         let _ = pending.reply.send(result);
     }
 
-    async fn deliver(&self, item: Apply) {
-        // With the applier gone nobody is waiting for entries; raft goes on.
-        let _ = self.apply_tx.send(item).await;
+    /// Waits for room in the apply queue, serving the applier's control
+    /// requests meanwhile (an applier waiting on one is not draining).
+    async fn deliver(&mut self, item: Apply) {
+        let apply_tx = self.apply_tx.clone();
+        loop {
+            tokio::select! {
+                permit = apply_tx.reserve() => {
+                    // With the applier gone nobody waits for entries; raft
+                    // goes on.
+                    if let Ok(permit) = permit {
+                        permit.send(item);
+                    }
+                    return;
+                }
+                Some(control) = self.control.recv() => self.handle_control(control),
+            }
+        }
     }
 
     fn create_snapshot(&mut self, index: u64, data: Vec<u8>) -> Result<()> {
@@ -613,10 +644,10 @@ impl Driver {
                 "a snapshot at {index} is not newer than the one at {snapshot_index}"
             )));
         }
-        if index > self.durable_applied {
+        let durable_applied = self.durable_applied();
+        if index > durable_applied {
             return Err(Error::InvalidRequest(format!(
-                "a snapshot at {index} is past the durable applied index {}",
-                self.durable_applied
+                "a snapshot at {index} is past the durable applied index {durable_applied}"
             )));
         }
         let conf_state = self.conf.at(index).clone();
@@ -681,7 +712,7 @@ impl Driver {
             term: raft.term,
             commit: raft.raft_log.committed,
             applied: self.applied,
-            durable_applied: self.durable_applied,
+            durable_applied: self.durable_applied(),
             snapshot_index: store.snapshot_metadata().index,
             first_index: store.first_index(),
             last_index: raft.raft_log.last_index(),

@@ -169,7 +169,13 @@ pub(crate) enum Input {
     SnapshotStatus(u64, SnapshotStatus),
     TransferLeader(u64),
     Status(oneshot::Sender<Status>),
-    DurableApplied(u64),
+    Stop,
+}
+
+/// The applier's requests. They have a queue of their own, which the Ready
+/// loop serves even while it waits for room in the apply queue: an applier
+/// waiting on one of these is not draining its stream.
+pub(crate) enum Control {
     CreateSnapshot {
         index: u64,
         data: Vec<u8>,
@@ -179,7 +185,18 @@ pub(crate) enum Input {
         index: u64,
         reply: oneshot::Sender<Result<()>>,
     },
-    Stop,
+}
+
+/// Capacity of the applier's control queue.
+const CONTROL_QUEUE_CAPACITY: usize = 16;
+
+/// The channels between the handle, the transport and the Ready loop.
+pub(crate) struct Wiring {
+    pub(crate) tx: mpsc::Sender<Input>,
+    pub(crate) inbox: mpsc::Receiver<Input>,
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) apply_tx: mpsc::Sender<Apply>,
+    pub(crate) durable_applied: Arc<AtomicU64>,
 }
 
 /// A running raft member. Cloning gives another handle to the same member.
@@ -191,6 +208,8 @@ pub struct RaftNode {
 struct Shared {
     id: u64,
     tx: mpsc::Sender<Input>,
+    control: mpsc::Sender<Control>,
+    durable_applied: Arc<AtomicU64>,
     next_seq: AtomicU64,
     timeout: Duration,
     max_proposal_bytes: u64,
@@ -229,17 +248,17 @@ impl RaftNode {
     ) -> Result<(RaftNode, ApplyStream)> {
         config.validate()?;
         let (tx, inbox) = mpsc::channel(config.inbox_capacity as usize);
+        let (control_tx, control) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
         let (apply_tx, apply_rx) = mpsc::channel(config.apply_queue_capacity as usize);
-        let driver = Driver::open(
-            config.clone(),
-            dir,
-            io,
-            transport,
-            applied,
-            tx.clone(),
+        let durable_applied = Arc::new(AtomicU64::new(0));
+        let wiring = Wiring {
+            tx: tx.clone(),
             inbox,
+            control,
             apply_tx,
-        )?;
+            durable_applied: durable_applied.clone(),
+        };
+        let driver = Driver::open(config.clone(), dir, io, transport, applied, wiring)?;
         let thread = std::thread::Builder::new()
             .name(format!("raft-{:x}", config.id))
             .spawn(move || driver.run())
@@ -248,6 +267,8 @@ impl RaftNode {
             shared: Arc::new(Shared {
                 id: config.id,
                 tx,
+                control: control_tx,
+                durable_applied,
                 next_seq: AtomicU64::new(1),
                 timeout: Duration::from_millis(config.request_timeout_ms),
                 max_proposal_bytes: config.max_proposal_bytes,
@@ -319,23 +340,27 @@ impl RaftNode {
         self.call(Input::Status).await
     }
 
-    /// Reports that the applier's state up to `index` is durable.
-    pub async fn report_durable_applied(&self, index: u64) -> Result<()> {
-        self.send(Input::DurableApplied(index)).await
+    /// Reports that the applier's state up to `index` is durable. Never
+    /// waits: it only raises a shared mark.
+    pub fn report_durable_applied(&self, index: u64) {
+        self.shared
+            .durable_applied
+            .fetch_max(index, Ordering::Release);
     }
 
     /// Stores a snapshot of the applier's state at `index` (which it has
     /// reported durable), and compacts the log to `snapshot_catchup_entries`
     /// behind it.
     pub async fn create_snapshot(&self, index: u64, data: Vec<u8>) -> Result<()> {
-        self.call(|reply| Input::CreateSnapshot { index, data, reply })
+        self.control(|reply| Control::CreateSnapshot { index, data, reply })
             .await?
     }
 
     /// Drops log entries up to `index`, which must not pass the newest
     /// snapshot.
     pub async fn compact_to(&self, index: u64) -> Result<()> {
-        self.call(|reply| Input::CompactTo { index, reply }).await?
+        self.control(|reply| Control::CompactTo { index, reply })
+            .await?
     }
 
     /// Stops the Ready loop and waits for it; pending calls fail with
@@ -358,6 +383,20 @@ impl RaftNode {
         tokio::time::timeout_at(deadline, self.send(make(reply)))
             .await
             .map_err(|_| Error::Timeout)??;
+        Self::answer(deadline, answer).await
+    }
+
+    async fn control<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Control) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + self.shared.timeout;
+        tokio::time::timeout_at(deadline, self.shared.control.send(make(reply)))
+            .await
+            .map_err(|_| Error::Timeout)?
+            .map_err(|_| Error::Stopped)?;
+        Self::answer(deadline, answer).await
+    }
+
+    async fn answer<T>(deadline: tokio::time::Instant, answer: oneshot::Receiver<T>) -> Result<T> {
         match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => Err(Error::Timeout),
             Ok(Err(_)) => Err(Error::Stopped),

@@ -237,10 +237,11 @@ mod tests {
     use raft::Storage as _;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = term;
-        entry
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
     }
 
     fn store_with(last: u64) -> LogStore {

@@ -121,7 +121,7 @@ impl Faults {
         if state.blocked.contains(&(from, to)) {
             return None;
         }
-        if state.drop_one_in > 0 && rand::random::<u32>() % state.drop_one_in == 0 {
+        if state.drop_one_in > 0 && rand::random::<u32>().is_multiple_of(state.drop_one_in) {
             return None;
         }
         Some(state.delay_ms)

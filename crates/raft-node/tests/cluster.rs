@@ -74,11 +74,12 @@ fn losing_the_leader_elects_another_and_every_member_restarts_from_disk() {
         let new_leader = cluster.wait_leader_among(&rest).await;
         let took = killed_at.elapsed();
         assert_ne!(new_leader, leader);
-        // raft bounds this by two election timeouts (a follower's randomized
-        // timeout is below 2x), plus a pre-vote round trip; the margin is for
-        // a loaded test machine.
+        // The issue asks for a new leader within two election timeouts (a
+        // follower's randomized timeout is below 2x, plus a pre-vote round
+        // trip). The only timing bound in the suite: the extra second is for
+        // a loaded CI machine, and still catches a cluster left leaderless.
         assert!(
-            took < election_timeout * 2 + Duration::from_millis(500),
+            took < election_timeout * 2 + Duration::from_secs(1),
             "new leader after {took:?}"
         );
 
@@ -104,6 +105,10 @@ fn losing_the_leader_elects_another_and_every_member_restarts_from_disk() {
 fn small_snapshots(config: &mut ironcd_raft_node::Config) {
     config.snapshot_count = 30;
     config.snapshot_catchup_entries = 5;
+    // The applier makes snapshots inline, not draining its stream while it
+    // waits: with a one-batch queue the Ready loop is often blocked on it,
+    // and must still serve the snapshot request.
+    config.apply_queue_capacity = 1;
 }
 
 #[test]
@@ -125,12 +130,11 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
 
         cluster.faults.heal();
         cluster.wait_applied(&ids(3), &acked).await;
-        let log = cluster.members[&behind].log.lock();
+        let restored = cluster.members[&behind].log.lock().snapshots_restored;
         assert!(
-            log.snapshots_restored >= 1,
+            restored >= 1,
             "member {behind} caught up without a snapshot"
         );
-        drop(log);
 
         // It restarts from its own snapshot and WAL.
         cluster.stop_member(behind).await;
@@ -452,6 +456,79 @@ fn bad_requests_are_refused_with_typed_errors() {
             node.propose(b"x".to_vec()).await,
             Err(Error::Stopped)
         ));
+        cluster.stop_all().await;
+    });
+}
+
+#[test]
+fn untrusted_peer_input_is_refused_and_the_member_keeps_serving() {
+    use ironcd_raft_node::pb::peer_client::PeerClient;
+    use ironcd_raft_node::pb::{Envelope, MessageBatch, SnapshotChunk};
+
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.wait_leader().await;
+        let target = ids(3).into_iter().find(|id| *id != leader).unwrap();
+        let url = format!("http://{}", cluster.addrs[&target]);
+        let mut client = PeerClient::connect(url).await.unwrap();
+        let envelope = |cluster_id, from| {
+            Some(Envelope {
+                cluster_id,
+                from,
+                to: target,
+            })
+        };
+        let batch = |envelope, messages: Vec<Vec<u8>>| {
+            tokio_stream::iter(vec![MessageBatch { envelope, messages }])
+        };
+
+        let cases = [
+            (
+                batch(envelope(CLUSTER_ID + 1, leader), vec![]),
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                batch(envelope(CLUSTER_ID, 99), vec![]),
+                tonic::Code::PermissionDenied,
+            ),
+            (batch(None, vec![]), tonic::Code::InvalidArgument),
+            (
+                batch(envelope(CLUSTER_ID, leader), vec![vec![0xff; 9]]),
+                tonic::Code::InvalidArgument,
+            ),
+        ];
+        for (request, code) in cases {
+            let status = client.messages(request).await.unwrap_err();
+            assert_eq!(status.code(), code, "{status:?}");
+        }
+        // A snapshot stream that lies about its length, or is oversized.
+        let chunks = vec![
+            SnapshotChunk {
+                envelope: envelope(CLUSTER_ID, leader),
+                message: vec![],
+                data_len: 10,
+                data: vec![1; 4],
+            },
+            SnapshotChunk {
+                data: vec![2; 20],
+                ..Default::default()
+            },
+        ];
+        let status = client
+            .snapshot(tokio_stream::iter(chunks))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let huge = vec![SnapshotChunk {
+            envelope: envelope(CLUSTER_ID, leader),
+            data_len: u64::MAX,
+            ..Default::default()
+        }];
+        let status = client.snapshot(tokio_stream::iter(huge)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+
+        let acked = propose_spread(&cluster, &ids(3), "still", 10).await;
+        cluster.wait_applied(&ids(3), &acked).await;
         cluster.stop_all().await;
     });
 }

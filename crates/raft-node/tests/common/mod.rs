@@ -129,7 +129,7 @@ pub async fn run_applier(
                 file.write_all(&buf).unwrap();
                 file.sync_data().unwrap();
                 let last = entries.last().unwrap().index;
-                let _ = node.report_durable_applied(last).await;
+                node.report_durable_applied(last);
             }
             Apply::Snapshot(snapshot) => {
                 let mut entries = decode_records(&snapshot.data);
@@ -145,7 +145,7 @@ pub async fn run_applier(
                     log.entries = entries;
                     log.snapshots_restored += 1;
                 }
-                let _ = node.report_durable_applied(snapshot.index).await;
+                node.report_durable_applied(snapshot.index);
             }
             Apply::SnapshotDue { index } => {
                 let data = {

@@ -1,0 +1,351 @@
+//! Members as separate OS processes on loopback, killed with SIGKILL: the
+//! leader under write load, then every member at once. Nothing acknowledged
+//! may be lost, and every member comes back from its own disk.
+//!
+//! The test binary is its own child: run with `CHILD_ENV` set, the test
+//! `member_process` becomes one member, driven by lines on stdin
+//! (`propose <payload>`, `status`) and answering on stdout.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ironcd_raft_node::Role;
+
+const CHILD_ENV: &str = "IRONCD_RAFT_MEMBER";
+
+/// The child's body: `CHILD_ENV` is `id;dir;1=addr,2=addr,...`.
+#[test]
+fn member_process() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.split(';');
+    let id: u64 = parts.next().unwrap().parse().unwrap();
+    let dir = PathBuf::from(parts.next().unwrap());
+    let addrs: BTreeMap<u64, String> = parts
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|pair| {
+            let (id, addr) = pair.split_once('=').unwrap();
+            (id.parse().unwrap(), addr.to_string())
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let voters: Vec<u64> = addrs.keys().copied().collect();
+        let peers: Vec<(u64, String)> = addrs
+            .iter()
+            .map(|(id, addr)| (*id, format!("http://{addr}")))
+            .collect();
+        let config = test_config(id, &voters);
+        let addr = addrs[&id].parse().unwrap();
+        let member =
+            Member::start(config, &dir, addr, &peers, &ironcd_raft_node::Faults::new()).await;
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(1024);
+        tokio::spawn(async move {
+            let mut stdout = std::io::stdout();
+            while let Some(line) = out_rx.recv().await {
+                writeln!(stdout, "{line}").unwrap();
+                stdout.flush().unwrap();
+            }
+        });
+        let mut lines =
+            tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(payload) = line.strip_prefix("propose ") {
+                let node = member.node.clone();
+                let out = out_tx.clone();
+                let payload = payload.to_string();
+                tokio::spawn(async move {
+                    let answer = match node.propose(payload.clone().into_bytes()).await {
+                        Ok(index) => format!("ack {payload} {index}"),
+                        Err(e) => format!("err {payload} {e}"),
+                    };
+                    let _ = out.send(answer).await;
+                });
+            } else if line == "status" {
+                let status = member.status().await;
+                let _ = out_tx
+                    .send(format!(
+                        "status {} {:?} {}",
+                        status.id, status.role, status.applied
+                    ))
+                    .await;
+            }
+        }
+    });
+}
+
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+/// The parent's side: the children and one channel of their output lines.
+struct Processes {
+    root: tempfile::TempDir,
+    addrs: BTreeMap<u64, String>,
+    running: BTreeMap<u64, Process>,
+    lines_tx: mpsc::Sender<(u64, String)>,
+    lines: mpsc::Receiver<(u64, String)>,
+}
+
+impl Processes {
+    fn new(n: u64) -> Processes {
+        let mut addrs = BTreeMap::new();
+        let listeners: Vec<_> = (1..=n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, listener) in listeners.iter().enumerate() {
+            addrs.insert(i as u64 + 1, listener.local_addr().unwrap().to_string());
+        }
+        drop(listeners);
+        let (lines_tx, lines) = mpsc::channel();
+        Processes {
+            root: tempfile::tempdir().unwrap(),
+            addrs,
+            running: BTreeMap::new(),
+            lines_tx,
+            lines,
+        }
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("m{id}"))
+    }
+
+    fn start(&mut self, id: u64) {
+        let spec = format!(
+            "{id};{};{}",
+            self.dir(id).display(),
+            self.addrs
+                .iter()
+                .map(|(id, addr)| format!("{id}={addr}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "member_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, spec)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let tx = self.lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((id, line)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.running.insert(id, Process { child, stdin });
+    }
+
+    /// SIGKILL: no chance to flush or close anything.
+    fn kill(&mut self, id: u64) {
+        let mut process = self.running.remove(&id).unwrap();
+        process.child.kill().unwrap();
+        process.child.wait().unwrap();
+    }
+
+    fn send(&mut self, id: u64, line: &str) {
+        if let Some(process) = self.running.get_mut(&id) {
+            // A child that just died closes its pipe: the caller retries.
+            let _ = writeln!(process.stdin, "{line}").and_then(|_| process.stdin.flush());
+        }
+    }
+
+    /// Asks every running member for its status until one leads.
+    fn leader(&mut self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for id in self.running.keys().copied().collect::<Vec<_>>() {
+                self.send(id, "status");
+            }
+            let until = Instant::now() + Duration::from_millis(200);
+            while let Ok((_, line)) = self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                let words: Vec<&str> = line.split(' ').collect();
+                if words[0] == "status" && words[2] == format!("{:?}", Role::Leader) {
+                    return words[1].parse().unwrap();
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among the processes");
+        }
+    }
+
+    /// Proposes `payloads` through whichever member leads, resending what
+    /// fails, until all are acknowledged. Kills the leader once `kill_after`
+    /// acknowledgements have arrived, if given.
+    fn propose_all(
+        &mut self,
+        payloads: &[String],
+        mut kill_after: Option<usize>,
+        acked: &mut BTreeSet<String>,
+    ) {
+        let mut pending: Vec<String> = payloads.to_vec();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pending.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "proposals not acknowledged: {}",
+                pending.len()
+            );
+            let leader = self.leader();
+            for payload in &pending {
+                self.send(leader, &format!("propose {payload}"));
+            }
+            let mut answered = 0;
+            let until = Instant::now() + Duration::from_secs(5);
+            while answered < pending.len() {
+                let Ok((_, line)) = self
+                    .lines
+                    .recv_timeout(until.saturating_duration_since(Instant::now()))
+                else {
+                    break;
+                };
+                let mut words = line.splitn(3, ' ');
+                match (words.next(), words.next()) {
+                    (Some("ack"), Some(payload)) => {
+                        acked.insert(payload.to_string());
+                        answered += 1;
+                    }
+                    (Some("err"), Some(_)) => answered += 1,
+                    _ => {}
+                }
+                if kill_after.is_some_and(|n| acked.len() >= n) {
+                    kill_after = None;
+                    self.kill(leader);
+                    break;
+                }
+            }
+            pending.retain(|p| !acked.contains(p));
+        }
+    }
+
+    /// Waits until each running member's applier file holds every payload.
+    fn wait_applied(&self, acked: &BTreeSet<String>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for id in self.running.keys() {
+            loop {
+                let applied: BTreeSet<String> = applied_payloads(&self.dir(*id));
+                let missing = acked.iter().filter(|p| !applied.contains(*p)).count();
+                if missing == 0 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "member {id} misses {missing} acknowledged entries"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // And they agree index by index.
+        let logs: Vec<_> = self
+            .running
+            .keys()
+            .map(|id| load_applied(&self.dir(*id)).entries)
+            .collect();
+        for a in &logs {
+            for b in &logs {
+                for (index, data) in a {
+                    if let Some(other) = b.get(index) {
+                        assert_eq!(data, other, "members differ at index {index}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for process in self.running.values_mut() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+    }
+}
+
+fn applied_payloads(dir: &Path) -> BTreeSet<String> {
+    load_applied(dir)
+        .payloads()
+        .into_iter()
+        .map(|p| String::from_utf8(p).unwrap())
+        .collect()
+}
+
+fn batch(tag: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{tag}-{i}")).collect()
+}
+
+#[test]
+fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let mut cluster = Processes::new(3);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let mut acked = BTreeSet::new();
+    cluster.propose_all(&batch("warm", 50), None, &mut acked);
+
+    // SIGKILL the leader in the middle of a load; the others go on.
+    let leader = cluster.leader();
+    cluster.propose_all(&batch("load", 300), Some(acked.len() + 100), &mut acked);
+    assert!(
+        !cluster.running.contains_key(&leader),
+        "the leader was killed"
+    );
+    cluster.wait_applied(&acked);
+
+    // It comes back from its own WAL and applier file.
+    cluster.start(leader);
+    cluster.propose_all(&batch("rejoined", 50), None, &mut acked);
+    cluster.wait_applied(&acked);
+
+    // Every member at once, mid-load.
+    cluster.propose_all(&batch("final", 100), None, &mut acked);
+    for id in 1..=3 {
+        cluster.kill(id);
+    }
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    cluster.propose_all(&batch("after-all", 50), None, &mut acked);
+    cluster.wait_applied(&acked);
+    assert_eq!(acked.len(), 550);
+    for id in 1..=3 {
+        let log = load_applied(&cluster.dir(id));
+        assert!(
+            log.payloads().len() >= 550,
+            "member {id} applied {}",
+            log.payloads().len()
+        );
+    }
+}
