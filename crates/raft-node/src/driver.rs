@@ -245,21 +245,8 @@ impl Driver {
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Propose { seq, data, reply } => {
-                let context = self.proposal_id(seq);
-                match self.raw.propose(context, data) {
-                    Ok(()) => {
-                        self.proposals.insert(
-                            seq,
-                            Pending {
-                                reply,
-                                conf_change: false,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(self.refusal(e)));
-                    }
-                }
+                let proposed = self.raw.propose(self.proposal_id(seq), data);
+                self.track(seq, false, proposed, reply);
             }
             Input::ProposeConfChange {
                 seq,
@@ -307,6 +294,24 @@ impl Driver {
         id
     }
 
+    /// Waits for the proposal to commit, or answers raft's refusal now.
+    fn track(
+        &mut self,
+        seq: u64,
+        conf_change: bool,
+        proposed: raft::Result<()>,
+        reply: oneshot::Sender<Result<u64>>,
+    ) {
+        match proposed {
+            Ok(()) => {
+                self.proposals.insert(seq, Pending { reply, conf_change });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(self.refusal(e)));
+            }
+        }
+    }
+
     fn refusal(&self, error: raft::Error) -> Error {
         match error {
             raft::Error::ProposalDropped if self.raw.raft.leader_id == 0 => Error::NoLeader,
@@ -333,20 +338,8 @@ impl Driver {
         }
         let mut ctx = self.proposal_id(seq);
         ctx.extend_from_slice(&context);
-        match self.raw.propose_conf_change(ctx, change) {
-            Ok(()) => {
-                self.proposals.insert(
-                    seq,
-                    Pending {
-                        reply,
-                        conf_change: true,
-                    },
-                );
-            }
-            Err(e) => {
-                let _ = reply.send(Err(self.refusal(e)));
-            }
-        }
+        let proposed = self.raw.propose_conf_change(ctx, change);
+        self.track(seq, true, proposed, reply);
     }
 
     fn step(&mut self, message: Message) {
