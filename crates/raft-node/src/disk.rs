@@ -278,11 +278,13 @@ fn open_newest(
                 continue;
             }
         };
-        match Wal::open_with_io(io.clone(), wal_dir, marker, config) {
-            Ok(reader) => {
-                let (wal, contents) = reader.read_all()?;
-                return Ok((wal, contents, Some(snapshot)));
-            }
+        // The marker's segment may exist while the marker record does not: a
+        // crash after the snapshot file was written but before its WAL record
+        // was. Reading then ends in `SnapshotNotFound`; an older one serves.
+        let opened = Wal::open_with_io(io.clone(), wal_dir, marker, config)
+            .and_then(|reader| reader.read_all());
+        match opened {
+            Ok((wal, contents)) => return Ok((wal, contents, Some(snapshot))),
             Err(ironcd_wal::Error::SnapshotNotFound { .. }) => {
                 tracing::warn!(
                     index = marker.index,
@@ -315,6 +317,69 @@ fn corrupt(dir: &Path, reason: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entries(first: u64, last: u64) -> Vec<Entry> {
+        (first..=last)
+            .map(|index| Entry {
+                index,
+                term: 2,
+                data: vec![index as u8],
+                ..Entry::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recovery_skips_a_snapshot_file_the_wal_never_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(1, 9);
+        config.initial_voters = vec![1, 2, 3];
+        let io: Arc<dyn WalIo> = Arc::new(ironcd_wal::StdIo);
+        let mut recovered = Disk::open(io.clone(), dir.path(), &config).unwrap();
+        assert_eq!(recovered.snapshot.get_metadata().index, BOOTSTRAP_INDEX);
+        let state = HardState {
+            term: 2,
+            vote: 1,
+            commit: 10,
+        };
+        recovered.disk.save(&state, &entries(2, 10)).unwrap();
+        // A crash between the snapshot file and its WAL record.
+        let mut orphan = Snapshot::default();
+        orphan.mut_metadata().index = 6;
+        orphan.mut_metadata().term = 2;
+        let marker = SnapshotMarker { index: 6, term: 2 };
+        recovered
+            .disk
+            .snapshotter
+            .save(marker, &codec::encode(&orphan))
+            .unwrap();
+        drop(recovered);
+
+        let again = Disk::open(io.clone(), dir.path(), &config).unwrap();
+        assert_eq!(again.snapshot.get_metadata().index, BOOTSTRAP_INDEX);
+        assert_eq!(again.entries, entries(2, 10));
+        assert_eq!(again.hard_state, state);
+        // A recorded one is used.
+        let mut disk = again.disk;
+        disk.save_snapshot(&orphan).unwrap();
+        drop(disk);
+        let last = Disk::open(io, dir.path(), &config).unwrap();
+        assert_eq!(last.snapshot.get_metadata().index, 6);
+        assert_eq!(last.entries, entries(7, 10));
+    }
+
+    #[test]
+    fn a_wal_of_another_member_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let io: Arc<dyn WalIo> = Arc::new(ironcd_wal::StdIo);
+        drop(Disk::open(io.clone(), dir.path(), &Config::new(1, 9)).unwrap());
+        let other = Disk::open(io, dir.path(), &Config::new(2, 9));
+        assert!(
+            matches!(other, Err(Error::Corrupt { .. })),
+            "{:?}",
+            other.err()
+        );
+    }
 
     #[test]
     fn identity_round_trips_and_refuses_garbage() {

@@ -19,6 +19,7 @@ use common::*;
 use ironcd_raft_node::Role;
 
 const CHILD_ENV: &str = "IRONCD_RAFT_MEMBER";
+const SNAPSHOT_COUNT: u64 = 100;
 
 /// The child's body: `CHILD_ENV` is `id;dir;1=addr,2=addr,...`.
 #[test]
@@ -49,7 +50,10 @@ fn member_process() {
             .iter()
             .map(|(id, addr)| (*id, format!("http://{addr}")))
             .collect();
-        let config = test_config(id, &voters);
+        let mut config = test_config(id, &voters);
+        // Small enough that a member killed for a while is sent a snapshot.
+        config.snapshot_count = SNAPSHOT_COUNT;
+        config.snapshot_catchup_entries = 10;
         let addr = addrs[&id].parse().unwrap();
         let member =
             Member::start(config, &dir, addr, &peers, &ironcd_raft_node::Faults::new()).await;
@@ -146,7 +150,7 @@ impl Processes {
             .env(CHILD_ENV, spec)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -253,13 +257,17 @@ impl Processes {
         for id in self.running.keys() {
             loop {
                 let applied: BTreeSet<String> = applied_payloads(&self.dir(*id));
-                let missing = acked.iter().filter(|p| !applied.contains(*p)).count();
-                if missing == 0 {
+                let missing: Vec<&String> =
+                    acked.iter().filter(|p| !applied.contains(*p)).collect();
+                if missing.is_empty() {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "member {id} misses {missing} acknowledged entries"
+                    "member {id} misses {} acknowledged entries, such as {:?}; it applied up to {}",
+                    missing.len(),
+                    &missing[..missing.len().min(3)],
+                    load_applied(&self.dir(*id)).last_index()
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -329,6 +337,28 @@ fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
     cluster.propose_all(&batch("rejoined", 50), None, &mut acked);
     cluster.wait_applied(&acked);
 
+    // A follower killed while the others write past several snapshots
+    // comes back to a compacted log: it catches up by snapshot (the
+    // applier notes each snapshot it restores in `restored`).
+    let leader = cluster.leader();
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(follower);
+    let restored = cluster.dir(follower).join("restored");
+    let _ = std::fs::remove_file(&restored);
+    cluster.propose_all(
+        &batch("while-dead", 4 * SNAPSHOT_COUNT as usize),
+        None,
+        &mut acked,
+    );
+    cluster.start(follower);
+    cluster.wait_applied(&acked);
+    let index: u64 = std::fs::read_to_string(&restored)
+        .expect("a snapshot was restored")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(index > 150, "restored the snapshot at {index}");
+
     // Every member at once, mid-load.
     cluster.propose_all(&batch("final", 100), None, &mut acked);
     for id in 1..=3 {
@@ -339,11 +369,11 @@ fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
     }
     cluster.propose_all(&batch("after-all", 50), None, &mut acked);
     cluster.wait_applied(&acked);
-    assert_eq!(acked.len(), 550);
+    assert_eq!(acked.len(), 550 + 4 * SNAPSHOT_COUNT as usize);
     for id in 1..=3 {
         let log = load_applied(&cluster.dir(id));
         assert!(
-            log.payloads().len() >= 550,
+            log.payloads().len() >= acked.len(),
             "member {id} applied {}",
             log.payloads().len()
         );

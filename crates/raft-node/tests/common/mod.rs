@@ -145,6 +145,8 @@ pub async fn run_applier(
                     log.entries = entries;
                     log.snapshots_restored += 1;
                 }
+                // For tests that look from another process.
+                fs::write(dir.join("restored"), snapshot.index.to_string()).unwrap();
                 node.report_durable_applied(snapshot.index);
             }
             Apply::SnapshotDue { index } => {
