@@ -16,12 +16,15 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ironcd_raft_node::Role;
+use ironcd_raft_node::{ConfChange, ConfChangeRequest, Role};
 
 const CHILD_ENV: &str = "IRONCD_RAFT_MEMBER";
 const SNAPSHOT_COUNT: u64 = 100;
 
-/// The child's body: `CHILD_ENV` is `id;dir;1=addr,2=addr,...`.
+/// The child's body: `CHILD_ENV` is `id;dir;1=addr,2=addr,...;new|join`.
+/// Commands: `propose <payload>`, `status`, `block <to>` (drop what this
+/// member sends to `to`), `heal`, `add-peer <id> <addr>`,
+/// `conf <add-learner|promote|remove> <id>`.
 #[test]
 fn member_process() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -39,6 +42,7 @@ fn member_process() {
             (id.parse().unwrap(), addr.to_string())
         })
         .collect();
+    let join = parts.next() == Some("join");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,12 +55,16 @@ fn member_process() {
             .map(|(id, addr)| (*id, format!("http://{addr}")))
             .collect();
         let mut config = test_config(id, &voters);
+        if join {
+            config.join = true;
+            config.initial_voters.clear();
+        }
         // Small enough that a member killed for a while is sent a snapshot.
         config.snapshot_count = SNAPSHOT_COUNT;
         config.snapshot_catchup_entries = 10;
         let addr = addrs[&id].parse().unwrap();
-        let member =
-            Member::start(config, &dir, addr, &peers, &ironcd_raft_node::Faults::new()).await;
+        let faults = ironcd_raft_node::Faults::new();
+        let member = Member::start(config, &dir, addr, &peers, &faults).await;
         let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(1024);
         tokio::spawn(async move {
             let mut stdout = std::io::stdout();
@@ -76,6 +84,34 @@ fn member_process() {
                     let answer = match node.propose(payload.clone().into_bytes()).await {
                         Ok(index) => format!("ack {payload} {index}"),
                         Err(e) => format!("err {payload} {e}"),
+                    };
+                    let _ = out.send(answer).await;
+                });
+            } else if let Some(to) = line.strip_prefix("block ") {
+                faults.block(id, to.parse().unwrap());
+            } else if line == "heal" {
+                faults.heal();
+            } else if let Some(peer) = line.strip_prefix("add-peer ") {
+                let (peer, addr) = peer.split_once(' ').unwrap();
+                member
+                    .transport
+                    .add_peer(peer.parse().unwrap(), format!("http://{addr}"));
+            } else if let Some(change) = line.strip_prefix("conf ") {
+                let (kind, target) = change.split_once(' ').unwrap();
+                let target: u64 = target.parse().unwrap();
+                let change = match kind {
+                    "add-learner" => ConfChange::AddLearner(target),
+                    "promote" => ConfChange::PromoteLearner(target),
+                    _ => ConfChange::Remove(target),
+                };
+                let node = member.node.clone();
+                let out = out_tx.clone();
+                let kind = kind.to_string();
+                tokio::spawn(async move {
+                    let request = ConfChangeRequest::single(change, Vec::new());
+                    let answer = match node.propose_conf_change(request).await {
+                        Ok(_) => format!("conf-ok {kind} {target}"),
+                        Err(e) => format!("conf-err {kind} {target} {e}"),
                     };
                     let _ = out.send(answer).await;
                 });
@@ -131,8 +167,19 @@ impl Processes {
     }
 
     fn start(&mut self, id: u64) {
+        self.start_as(id, "new");
+    }
+
+    /// Starts member `id`; `mode` is `new` (a member of the initial
+    /// cluster, or one restarting) or `join`.
+    fn start_as(&mut self, id: u64, mode: &str) {
+        if !self.addrs.contains_key(&id) {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            self.addrs
+                .insert(id, listener.local_addr().unwrap().to_string());
+        }
         let spec = format!(
-            "{id};{};{}",
+            "{id};{};{};{mode}",
             self.dir(id).display(),
             self.addrs
                 .iter()
@@ -199,6 +246,32 @@ impl Processes {
                 }
             }
             assert!(Instant::now() < deadline, "no leader among the processes");
+        }
+    }
+
+    /// Has the leader make a membership change, retrying until it commits.
+    fn conf(&mut self, kind: &str, target: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let leader = self.leader();
+            self.send(leader, &format!("conf {kind} {target}"));
+            let until = Instant::now() + Duration::from_secs(5);
+            while let Ok((_, line)) = self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                if line == format!("conf-ok {kind} {target}") {
+                    return;
+                }
+                if line.starts_with(&format!("conf-err {kind} {target}")) {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "conf {kind} {target} never committed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -378,4 +451,55 @@ fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
             log.payloads().len()
         );
     }
+}
+
+#[test]
+fn processes_partitioned_and_reconfigured() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let mut cluster = Processes::new(3);
+    for id in 1..=3 {
+        cluster.start(id);
+    }
+    let mut acked = BTreeSet::new();
+    cluster.propose_all(&batch("warm", 30), None, &mut acked);
+
+    // Cut the leader off both ways: the other two elect a leader and commit;
+    // the old one applies none of it until the partition heals.
+    let isolated = cluster.leader();
+    for other in (1..=3).filter(|id| *id != isolated) {
+        cluster.send(isolated, &format!("block {other}"));
+        cluster.send(other, &format!("block {isolated}"));
+    }
+    cluster.propose_all(&batch("partitioned", 50), None, &mut acked);
+    let minority = applied_payloads(&cluster.dir(isolated));
+    assert!(
+        !minority.iter().any(|p| p.starts_with("partitioned-")),
+        "the isolated member applied a majority write"
+    );
+    for id in 1..=3 {
+        cluster.send(id, "heal");
+    }
+    cluster.wait_applied(&acked);
+
+    // A fourth process joins as a learner, is promoted, and a founding
+    // follower is removed and killed; writes go on throughout.
+    cluster.start_as(4, "join");
+    let addr = cluster.addrs[&4].clone();
+    for id in 1..=3 {
+        cluster.send(id, &format!("add-peer 4 {addr}"));
+    }
+    cluster.conf("add-learner", 4);
+    cluster.propose_all(&batch("with-learner", 50), None, &mut acked);
+    cluster.wait_applied(&acked);
+    cluster.conf("promote", 4);
+    let leader = cluster.leader();
+    let removed = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.conf("remove", removed);
+    cluster.kill(removed);
+    cluster.propose_all(&batch("after-remove", 50), None, &mut acked);
+    cluster.wait_applied(&acked);
+    assert_eq!(acked.len(), 180);
+    assert!(!cluster.running.contains_key(&removed));
 }
