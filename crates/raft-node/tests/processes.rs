@@ -173,11 +173,10 @@ impl Processes {
     /// Starts member `id`; `mode` is `new` (a member of the initial
     /// cluster, or one restarting) or `join`.
     fn start_as(&mut self, id: u64, mode: &str) {
-        if !self.addrs.contains_key(&id) {
+        self.addrs.entry(id).or_insert_with(|| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            self.addrs
-                .insert(id, listener.local_addr().unwrap().to_string());
-        }
+            listener.local_addr().unwrap().to_string()
+        });
         let spec = format!(
             "{id};{};{};{mode}",
             self.dir(id).display(),
