@@ -124,23 +124,27 @@ impl Disk {
                 reason: format!("more than {MAX_INITIAL_VOTERS}"),
             });
         }
-        let has_wal = io
-            .list(&wal_dir)
-            .is_ok_and(|names| names.iter().any(|n| n.ends_with(".wal")));
-        if !has_wal {
-            let wal = Wal::create_with_io(io, &wal_dir, &identity.encode(), &config.wal)?;
-            tracing::info!(dir = %dir.display(), id = config.id, voters = ?identity.initial_voters, "created raft member directory");
-            return Self::recover(
-                dir,
-                wal,
-                snapshotter,
-                &identity,
-                None,
-                Default::default(),
-                Vec::new(),
-            );
-        }
-        let (wal, contents, snapshot) = open_newest(io, &wal_dir, &snapshotter, &config.wal)?;
+        let (wal, contents, snapshot) = match open_newest(
+            io.clone(),
+            &wal_dir,
+            &snapshotter,
+            &config.wal,
+        ) {
+            Err(Error::Wal(ironcd_wal::Error::NoSegments { .. })) => {
+                let wal = Wal::create_with_io(io, &wal_dir, &identity.encode(), &config.wal)?;
+                tracing::info!(dir = %dir.display(), id = config.id, voters = ?identity.initial_voters, "created raft member directory");
+                return Self::recover(
+                    dir,
+                    wal,
+                    snapshotter,
+                    &identity,
+                    None,
+                    Default::default(),
+                    Vec::new(),
+                );
+            }
+            opened => opened?,
+        };
         let found = Identity::decode(&contents.metadata)
             .ok_or_else(|| corrupt(dir, "undecodable WAL metadata".into()))?;
         if found.id != config.id || found.cluster_id != config.cluster_id {

@@ -91,12 +91,12 @@ pub(crate) struct Driver {
     /// What the applier reported durable (raised by the handle).
     durable_applied: Arc<AtomicU64>,
     control: mpsc::Receiver<Control>,
-    /// Index a `SnapshotDue` was sent at, until a snapshot answers it.
-    snapshot_due_at: Option<u64>,
+    /// A `SnapshotDue` was sent and no snapshot has answered it yet.
+    snapshot_requested: bool,
     /// Term in which this leader last proposed leaving a joint config.
     leave_joint_term: u64,
     /// Delivered before anything else (a snapshot the applier lacks).
-    startup: Vec<Apply>,
+    startup: Option<SnapshotData>,
 }
 
 impl Driver {
@@ -112,10 +112,10 @@ impl Driver {
         let snapshot_meta = recovered.snapshot.get_metadata().clone();
         let mut store = LogStore::new(recovered.snapshot, recovered.hard_state);
         store.append(&recovered.entries);
-        let mut startup = Vec::new();
+        let mut startup = None;
         let mut applied = applied;
         if applied < snapshot_meta.index {
-            startup.push(Apply::Snapshot(snapshot_data(store.snapshot())));
+            startup = Some(snapshot_data(store.snapshot()));
             applied = snapshot_meta.index;
         }
         let commit = store.hard_state().commit;
@@ -172,7 +172,7 @@ impl Driver {
             conf: history,
             applied,
             durable_applied: wiring.durable_applied,
-            snapshot_due_at: None,
+            snapshot_requested: false,
             leave_joint_term: 0,
             startup,
             config,
@@ -189,8 +189,8 @@ impl Driver {
     }
 
     async fn run_loop(mut self) {
-        for item in std::mem::take(&mut self.startup) {
-            self.deliver(item).await;
+        if let Some(snapshot) = self.startup.take() {
+            self.deliver(Apply::Snapshot(snapshot)).await;
         }
         let mut ticker = tokio::time::interval(Duration::from_millis(self.config.tick_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,7 +271,7 @@ impl Driver {
         match control {
             Control::CreateSnapshot { index, data, reply } => {
                 // Answered either way; raft asks again if it still needs one.
-                self.snapshot_due_at = None;
+                self.snapshot_requested = false;
                 let _ = reply.send(self.create_snapshot(index, data));
             }
             Control::CompactTo { index, reply } => {
@@ -373,11 +373,9 @@ impl Driver {
             } else if Instant::now() >= inflight.retry_at {
                 // Raft drops a read with no leader, or before the leader
                 // has committed in its term: ask again.
-                let ctx = self.reads.next_ctx;
-                self.reads.next_ctx += 1;
+                let ctx = send_read_index(&mut self.raw, &mut self.reads.next_ctx);
                 inflight.ctxs.push(ctx);
                 inflight.retry_at = Instant::now() + self.reads.retry_after;
-                self.raw.read_index(ctx.to_le_bytes().to_vec());
             }
         }
         self.leave_joint_if_stuck();
@@ -410,14 +408,12 @@ impl Driver {
         if self.reads.inflight.is_some() || self.reads.waiting.is_empty() {
             return;
         }
-        let ctx = self.reads.next_ctx;
-        self.reads.next_ctx += 1;
+        let ctx = send_read_index(&mut self.raw, &mut self.reads.next_ctx);
         self.reads.inflight = Some(InflightRead {
             ctxs: vec![ctx],
             waiters: std::mem::take(&mut self.reads.waiting),
             retry_at: Instant::now() + self.reads.retry_after,
         });
-        self.raw.read_index(ctx.to_le_bytes().to_vec());
     }
 
     fn answer_reads(&mut self, states: Vec<raft::ReadState>) {
@@ -448,13 +444,9 @@ impl Driver {
             }
             self.on_ready().await?;
         }
-        if self.raw.store().take_snapshot_wanted() && self.snapshot_due_at.is_none() {
+        if self.raw.store().take_snapshot_wanted() {
             // A follower needs a snapshot newer than the stored one.
-            self.snapshot_due_at = Some(self.applied);
-            self.deliver(Apply::SnapshotDue {
-                index: self.applied,
-            })
-            .await;
+            self.request_snapshot().await;
         }
         Ok(())
     }
@@ -510,7 +502,7 @@ impl Driver {
         self.disk.save_snapshot(&snapshot)?;
         self.conf = ConfHistory::new(meta.index, meta.get_conf_state().clone());
         self.applied = meta.index;
-        self.snapshot_due_at = None;
+        self.snapshot_requested = false;
         let data = snapshot_data(&snapshot);
         self.raw.mut_store().apply_snapshot(snapshot);
         self.deliver(Apply::Snapshot(data)).await;
@@ -530,12 +522,8 @@ impl Driver {
         }
         self.deliver(Apply::Entries(batch)).await;
         let since_snapshot = self.applied - self.raw.store().snapshot_metadata().index;
-        if self.snapshot_due_at.is_none() && since_snapshot >= self.config.snapshot_count {
-            self.snapshot_due_at = Some(self.applied);
-            self.deliver(Apply::SnapshotDue {
-                index: self.applied,
-            })
-            .await;
+        if since_snapshot >= self.config.snapshot_count {
+            self.request_snapshot().await;
         }
         Ok(())
     }
@@ -609,6 +597,18 @@ impl Driver {
             Err(Error::Dropped)
         };
         let _ = pending.reply.send(result);
+    }
+
+    /// Asks the applier for a snapshot at what it has received, unless a
+    /// request is still unanswered.
+    async fn request_snapshot(&mut self) {
+        if !self.snapshot_requested {
+            self.snapshot_requested = true;
+            self.deliver(Apply::SnapshotDue {
+                index: self.applied,
+            })
+            .await;
+        }
     }
 
     /// Waits for room in the apply queue, serving the applier's control
@@ -714,6 +714,14 @@ impl Driver {
             progress,
         }
     }
+}
+
+/// Starts one ReadIndex round under a fresh context; returns the context.
+fn send_read_index(raw: &mut RawNode<LogStore>, next_ctx: &mut u64) -> u64 {
+    let ctx = *next_ctx;
+    *next_ctx += 1;
+    raw.read_index(ctx.to_le_bytes().to_vec());
+    ctx
 }
 
 fn snapshot_data(snapshot: &Snapshot) -> SnapshotData {

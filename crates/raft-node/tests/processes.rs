@@ -379,19 +379,28 @@ fn applied_payloads(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// `n` running member processes; `None` inside a child, where only
+/// `member_process` may run.
+fn cluster_of(n: u64) -> Option<Processes> {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return None;
+    }
+    let mut cluster = Processes::new(n);
+    for id in 1..=n {
+        cluster.start(id);
+    }
+    Some(cluster)
+}
+
 fn batch(tag: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{tag}-{i}")).collect()
 }
 
 #[test]
 fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
-    if std::env::var(CHILD_ENV).is_ok() {
+    let Some(mut cluster) = cluster_of(3) else {
         return;
-    }
-    let mut cluster = Processes::new(3);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    };
     let mut acked = BTreeSet::new();
     cluster.propose_all(&batch("warm", 50), None, &mut acked);
 
@@ -454,13 +463,9 @@ fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
 
 #[test]
 fn processes_partitioned_and_reconfigured() {
-    if std::env::var(CHILD_ENV).is_ok() {
+    let Some(mut cluster) = cluster_of(3) else {
         return;
-    }
-    let mut cluster = Processes::new(3);
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    };
     let mut acked = BTreeSet::new();
     cluster.propose_all(&batch("warm", 30), None, &mut acked);
 
