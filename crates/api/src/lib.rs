@@ -1,7 +1,26 @@
-//! ironcd-api: etcd's gRPC services (KV, Watch, Lease, Cluster, Maintenance,
-//! Auth, election, lock), request validation, and the one place that maps
-//! errors to `tonic::Status` with etcd's exact codes and `etcdserver: …`
-//! messages. It declares the traits the server implements and does no
-//! storage or consensus itself.
+//! ironcd-api: etcd's gRPC services (KV, Cluster and Maintenance so far),
+//! request validation with etcd's rules, and the one place errors become
+//! `tonic::Status` with etcd's exact codes and `etcdserver: …` messages.
 //!
-//! Not built yet: arrives with the server issue.
+//! The services call the traits in [`traits`] ([`KvApi`], [`ClusterApi`],
+//! [`MaintenanceApi`]), which `ironcd-server` implements: this crate does
+//! no storage and no consensus, and depends only on `ironcd-proto`.
+//! Services not yet built (Watch, Lease, Auth, election, lock) are simply
+//! not routed, so tonic answers them `Unimplemented` at once.
+//!
+//! ```
+//! use ironcd_api::EtcdError;
+//! let status = tonic::Status::from(EtcdError::EmptyKey);
+//! assert_eq!(status.code(), tonic::Code::InvalidArgument);
+//! assert_eq!(status.message(), "etcdserver: key is not provided");
+//! ```
+
+mod error;
+mod service;
+pub mod traits;
+pub mod validate;
+
+pub use error::EtcdError;
+pub use service::{Services, GRPC_OVERHEAD_BYTES, MAX_SEND_BYTES};
+pub use traits::{ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks};
+pub use validate::Limits;

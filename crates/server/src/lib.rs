@@ -1,5 +1,40 @@
-//! ironcd-server: composes the layers into `EtcdServer` (propose → wait →
-//! apply, read index, quota and alarms, membership, compaction schedule) and
-//! the thin `ironcd` binary that parses etcd's flags.
+//! ironcd-server: composes the layers into [`EtcdServer`] and the thin
+//! `ironcd` binary that parses etcd's flags.
 //!
-//! Not built yet: arrives with the server issue.
+//! * Writes (Put, DeleteRange, write Txns, Compact, Alarm, membership
+//!   records) are encoded as `InternalRaftRequest`s, proposed through
+//!   `ironcd-raft-node`, and answered when this member's applier
+//!   ([`apply`]) has applied them. The applier writes each entry's effects
+//!   and its index (`consistent_index`) in one backend batch, so a restart
+//!   neither re-applies nor loses an entry.
+//! * Linearizable reads wait for a ReadIndex to be applied, then read the
+//!   local store; serializable reads read it at once.
+//! * Membership changes are raft configuration changes carrying the
+//!   member's record; a starting member publishes its name and client URLs.
+//! * HTTP `/health`, `/version` and `/metrics` share the client port with
+//!   gRPC.
+//!
+//! Depends on api, raft-node, mvcc and backend; `main.rs` only parses flags
+//! and calls [`start::start`].
+
+mod apply;
+mod cluster_api;
+pub mod config;
+mod error;
+pub mod flags;
+mod http;
+mod kv;
+mod kv_api;
+mod maintenance_api;
+mod members;
+mod metrics;
+pub mod run;
+mod server;
+pub mod start;
+mod state;
+
+pub use config::ServerConfig;
+pub use error::{Error, Result};
+pub use maintenance_api::ETCD_API_VERSION;
+pub use server::EtcdServer;
+pub use start::{start, Running};

@@ -1,0 +1,198 @@
+//! The tonic services: validate, call the server trait, map the error.
+
+use std::sync::Arc;
+
+use ironcd_proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
+use ironcd_proto::etcdserverpb::kv_server::{Kv, KvServer};
+use ironcd_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
+use ironcd_proto::etcdserverpb::*;
+use tokio_stream::StreamExt;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use crate::traits::{ApiResult, ClusterApi, KvApi, MaintenanceApi};
+use crate::validate::{self, Limits};
+use crate::EtcdError;
+
+/// gRPC framing and header room etcd allows beyond `--max-request-bytes`
+/// before the transport refuses a message (etcd's `grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: u64 = 512 * 1024;
+/// The largest response message sent (etcd: `math.MaxInt32`).
+pub const MAX_SEND_BYTES: usize = i32::MAX as usize;
+
+/// Turns a server answer into a gRPC one.
+fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+/// Adapts a server to etcd's KV, Cluster and Maintenance services.
+pub struct Services<S> {
+    server: Arc<S>,
+    limits: Limits,
+}
+
+impl<S> Clone for Services<S> {
+    fn clone(&self) -> Self {
+        Self {
+            server: Arc::clone(&self.server),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<S: KvApi + ClusterApi + MaintenanceApi> Services<S> {
+    /// Services over `server`, checking requests against `limits`.
+    pub fn new(server: Arc<S>, limits: Limits) -> Self {
+        Self { server, limits }
+    }
+
+    /// The gRPC routes of every service ironcd serves. Services not added
+    /// here (Watch, Lease, Auth, …) answer `Unimplemented`.
+    pub fn routes(&self) -> Routes {
+        let recv = (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
+        Routes::new(
+            KvServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
+        .add_service(
+            ClusterServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
+        .add_service(
+            MaintenanceServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl<S: KvApi + ClusterApi + MaintenanceApi> Kv for Services<S> {
+    async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let r = r.into_inner();
+        validate::check_range(&r)?;
+        reply(self.server.range(r).await)
+    }
+
+    async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = r.into_inner();
+        validate::check_put(&r)?;
+        reply(self.server.put(r).await)
+    }
+
+    async fn delete_range(
+        &self,
+        r: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = r.into_inner();
+        validate::check_delete(&r)?;
+        reply(self.server.delete_range(r).await)
+    }
+
+    async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = r.into_inner();
+        validate::check_txn(&r, &self.limits)?;
+        reply(self.server.txn(r).await)
+    }
+
+    async fn compact(
+        &self,
+        r: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        reply(self.server.compact(r.into_inner()).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: KvApi + ClusterApi + MaintenanceApi> Cluster for Services<S> {
+    async fn member_add(
+        &self,
+        r: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        reply(self.server.member_add(r.into_inner()).await)
+    }
+
+    async fn member_remove(
+        &self,
+        r: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        reply(self.server.member_remove(r.into_inner()).await)
+    }
+
+    async fn member_update(
+        &self,
+        r: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        reply(self.server.member_update(r.into_inner()).await)
+    }
+
+    async fn member_list(
+        &self,
+        r: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        reply(self.server.member_list(r.into_inner()).await)
+    }
+
+    async fn member_promote(
+        &self,
+        r: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        reply(self.server.member_promote(r.into_inner()).await)
+    }
+}
+
+type SnapshotStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: KvApi + ClusterApi + MaintenanceApi> Maintenance for Services<S> {
+    async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        reply(self.server.alarm(r.into_inner()).await)
+    }
+
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        reply(self.server.status(r.into_inner()).await)
+    }
+
+    async fn defragment(
+        &self,
+        r: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        reply(self.server.defragment(r.into_inner()).await)
+    }
+
+    async fn hash(&self, r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        reply(self.server.hash(r.into_inner()).await)
+    }
+
+    async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        reply(self.server.hash_kv(r.into_inner()).await)
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _r: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let chunks = self.server.snapshot().await?;
+        let stream: SnapshotStream = Box::pin(chunks.map(|c| c.map_err(Status::from)));
+        Ok(Response::new(stream))
+    }
+
+    async fn move_leader(
+        &self,
+        r: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        reply(self.server.move_leader(r.into_inner()).await)
+    }
+
+    async fn downgrade(
+        &self,
+        _r: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(EtcdError::Unimplemented("Maintenance.Downgrade").into())
+    }
+}

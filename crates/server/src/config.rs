@@ -1,0 +1,206 @@
+//! The server's configuration: etcd's flags, already parsed and checked.
+//! `flags.rs` builds it from the command line and `ETCD_*` variables; tests
+//! build it directly.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// etcd's default client URL.
+pub const DEFAULT_CLIENT_URL: &str = "http://localhost:2379";
+/// etcd's default peer URL.
+pub const DEFAULT_PEER_URL: &str = "http://localhost:2380";
+/// etcd's default `--quota-backend-bytes` (0 on the flag means this): 2 GiB.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
+/// etcd's largest recommended quota: 8 GiB (larger values are warned about).
+pub const MAX_QUOTA_BACKEND_BYTES: u64 = 8 << 30;
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1536 * 1024;
+/// etcd's default `--max-txn-ops`.
+pub const DEFAULT_MAX_TXN_OPS: u64 = 128;
+/// etcd's default `--snapshot-count`.
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// etcd's default `--heartbeat-interval`, ms.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// etcd's default `--election-timeout`, ms.
+pub const DEFAULT_ELECTION_MS: u64 = 1000;
+
+/// `--initial-cluster-state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a running cluster this member was added to.
+    Existing,
+}
+
+/// `--auto-compaction-mode` with its `--auto-compaction-retention`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Disabled (retention 0).
+    Off,
+    /// Keep history for this long (ms); compacts every retention period
+    /// (etcd: every hour at most, one tenth of the retention when longer).
+    Periodic {
+        /// Retention, in milliseconds.
+        retention_ms: u64,
+    },
+    /// Keep this many revisions; checked every 5 minutes.
+    Revision {
+        /// Revisions to keep.
+        retention: u64,
+    },
+}
+
+/// `--log-level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// debug
+    Debug,
+    /// info (etcd's default)
+    Info,
+    /// warn
+    Warn,
+    /// error, panic and fatal
+    Error,
+}
+
+/// One `name=peer-url` pair of `--initial-cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitialMember {
+    /// The member's `--name`.
+    pub name: String,
+    /// Its peer URLs (a name may be given several times).
+    pub peer_urls: Vec<String>,
+}
+
+/// Everything the server needs to start, in etcd's terms.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `--name` (default `default`).
+    pub name: String,
+    /// `--data-dir` (default `${name}.ironcd`; etcd uses `${name}.etcd`).
+    pub data_dir: PathBuf,
+    /// `--listen-client-urls`.
+    pub listen_client_urls: Vec<String>,
+    /// `--advertise-client-urls`.
+    pub advertise_client_urls: Vec<String>,
+    /// `--listen-peer-urls`.
+    pub listen_peer_urls: Vec<String>,
+    /// `--initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// `--listen-metrics-urls` (extra HTTP listeners for /metrics and
+    /// /health).
+    pub listen_metrics_urls: Vec<String>,
+    /// `--initial-cluster` (default `default=http://localhost:2380`).
+    pub initial_cluster: Vec<InitialMember>,
+    /// `--initial-cluster-state`.
+    pub initial_cluster_state: ClusterState,
+    /// `--initial-cluster-token` (default `etcd-cluster`).
+    pub initial_cluster_token: String,
+    /// `--snapshot-count`: applied entries between snapshots.
+    pub snapshot_count: u64,
+    /// `--heartbeat-interval`, ms (raft's tick).
+    pub heartbeat_ms: u64,
+    /// `--election-timeout`, ms (a multiple of the heartbeat, ≥ 5×).
+    pub election_ms: u64,
+    /// `--quota-backend-bytes` (0 on the flag = the default); NOSPACE is
+    /// raised when the backend grows past it.
+    pub quota_backend_bytes: u64,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: u64,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: u64,
+    /// `--auto-compaction-mode` / `--auto-compaction-retention`.
+    pub auto_compaction: AutoCompaction,
+    /// `--force-new-cluster`: restart as a one-member cluster.
+    pub force_new_cluster: bool,
+    /// `--log-level`.
+    pub log_level: LogLevel,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            data_dir: PathBuf::from("default.ironcd"),
+            listen_client_urls: vec![DEFAULT_CLIENT_URL.into()],
+            advertise_client_urls: vec![DEFAULT_CLIENT_URL.into()],
+            listen_peer_urls: vec![DEFAULT_PEER_URL.into()],
+            initial_advertise_peer_urls: vec![DEFAULT_PEER_URL.into()],
+            listen_metrics_urls: Vec::new(),
+            initial_cluster: vec![InitialMember {
+                name: "default".into(),
+                peer_urls: vec![DEFAULT_PEER_URL.into()],
+            }],
+            initial_cluster_state: ClusterState::New,
+            initial_cluster_token: "etcd-cluster".into(),
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_ms: DEFAULT_ELECTION_MS,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            auto_compaction: AutoCompaction::Off,
+            force_new_cluster: false,
+            log_level: LogLevel::Info,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the combination of values once, at startup, with etcd's
+    /// rules and wording where etcd has them.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_ms == 0 {
+            return Err(Error::Config("--heartbeat-interval must be > 0".into()));
+        }
+        if self.election_ms < 5 * self.heartbeat_ms {
+            return Err(Error::Config(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_ms, self.heartbeat_ms
+            )));
+        }
+        if self.election_ms > 50_000 {
+            return Err(Error::Config(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_ms
+            )));
+        }
+        if self.snapshot_count == 0 {
+            return Err(Error::Config("--snapshot-count must be > 0".into()));
+        }
+        if self.max_request_bytes == 0 || self.max_txn_ops == 0 {
+            return Err(Error::Config(
+                "--max-request-bytes and --max-txn-ops must be > 0".into(),
+            ));
+        }
+        if self.name.is_empty() {
+            return Err(Error::Config("--name must not be empty".into()));
+        }
+        for list in [
+            &self.listen_client_urls,
+            &self.advertise_client_urls,
+            &self.listen_peer_urls,
+            &self.initial_advertise_peer_urls,
+        ] {
+            if list.is_empty() {
+                return Err(Error::Config("URL lists must not be empty".into()));
+            }
+        }
+        if self.initial_cluster_state == ClusterState::New
+            && !self.initial_cluster.iter().any(|m| m.name == self.name)
+        {
+            return Err(Error::Config(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// The member directory, `<data-dir>/member`.
+    pub fn member_dir(&self) -> PathBuf {
+        self.data_dir.join("member")
+    }
+}

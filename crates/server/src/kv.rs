@@ -1,0 +1,374 @@
+//! etcd's KV semantics over the mvcc store: Range options, Put's flags,
+//! DeleteRange, and Txn compares and branches. Generic over the backend so
+//! unit tests run on the in-memory one. Response headers carry only the
+//! revision here; the server fills in the rest.
+
+use std::cmp::Ordering;
+
+use ironcd_api::EtcdError;
+use ironcd_backend::Backend;
+use ironcd_mvcc::{RangeOptions, RangeResult, Store, TxnRead, TxnWrite};
+use ironcd_proto::etcdserverpb::{
+    compare::{CompareResult, CompareTarget, TargetUnion},
+    range_request::{SortOrder, SortTarget},
+    request_op::Request,
+    response_op::Response,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use ironcd_proto::mvccpb::KeyValue;
+
+/// Whether a lease exists (the lessor's answer; until the Lease service
+/// lands there are none).
+pub type LeaseLookup<'a> = &'a dyn Fn(i64) -> bool;
+
+/// Maps an mvcc error to etcd's.
+pub fn mvcc_error(e: ironcd_mvcc::Error) -> EtcdError {
+    match e {
+        ironcd_mvcc::Error::Compacted { .. } => EtcdError::Compacted,
+        ironcd_mvcc::Error::FutureRevision { .. } => EtcdError::FutureRev,
+        other => EtcdError::Internal(other.to_string()),
+    }
+}
+
+/// A view ranges can be read from: a read txn, or a write txn (which sees
+/// its own changes).
+pub trait RangeSource {
+    /// etcd's range: `end == None` one key, `Some(b"")` every key ≥ `key`.
+    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult>;
+}
+
+impl<B: Backend> RangeSource for TxnRead<'_, B> {
+    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult> {
+        self.range(key, end, o)
+    }
+}
+
+impl<B: Backend> RangeSource for TxnWrite<'_, B> {
+    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult> {
+        self.range(key, end, o)
+    }
+}
+
+/// etcd's `mkGteRange`: an empty end is one key, `"\0"` means "to the end".
+pub fn range_end(end: &[u8]) -> Option<&[u8]> {
+    match end {
+        [] => None,
+        [0] => Some(&[]),
+        end => Some(end),
+    }
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    })
+}
+
+/// Range with every option etcd has: filters and sorts read everything,
+/// then truncate to `limit`.
+pub fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+    let filtered = r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    let sorted = r.sort_order() != SortOrder::None;
+    let limit = match r.limit {
+        l if l <= 0 || sorted || filtered => 0,
+        l => l as u64 + 1,
+    };
+    let opts = RangeOptions {
+        limit,
+        rev: r.revision,
+        count_only: r.count_only,
+        keys_only: false,
+    };
+    let mut rr = src.read(&r.key, range_end(&r.range_end), opts).map_err(mvcc_error)?;
+    rr.kvs.retain(|kv| {
+        (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+            && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+            && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+            && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+    });
+    sort(&mut rr.kvs, r.sort_order(), r.sort_target());
+    let mut more = false;
+    if r.limit > 0 && rr.kvs.len() as i64 > r.limit {
+        rr.kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    if r.keys_only {
+        rr.kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
+    Ok(RangeResponse {
+        header: header(rr.rev),
+        count: rr.count as i64,
+        more,
+        kvs: rr.kvs,
+    })
+}
+
+/// Sorts as etcd does: a non-key target with no order means ascending; the
+/// store already returns keys ascending. Stable, so ties keep key order.
+fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) => return,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    };
+    match order {
+        SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+        _ => kvs.sort_by(cmp),
+    }
+}
+
+/// The current value of `key` in `txn`, if any.
+fn current<B: Backend>(txn: &TxnWrite<'_, B>, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
+    let rr = txn.range(key, None, RangeOptions::default()).map_err(mvcc_error)?;
+    Ok(rr.kvs.into_iter().next())
+}
+
+/// Put, with `prev_kv`, `ignore_value` and `ignore_lease`. The lease was
+/// checked before (a Put's own check, or a Txn's up-front one).
+pub fn put<B: Backend>(txn: &mut TxnWrite<'_, B>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
+        current(txn, &p.key)?
+    } else {
+        None
+    };
+    if (p.ignore_value || p.ignore_lease) && prev.is_none() {
+        return Err(EtcdError::KeyNotFound);
+    }
+    let value = match (&prev, p.ignore_value) {
+        (Some(prev), true) => prev.value.as_slice(),
+        _ => p.value.as_slice(),
+    };
+    let lease = match (&prev, p.ignore_lease) {
+        (Some(prev), true) => prev.lease,
+        _ => p.lease,
+    };
+    txn.put(&p.key, value, lease);
+    Ok(PutResponse {
+        header: header(txn.rev()),
+        prev_kv: prev.filter(|_| p.prev_kv),
+    })
+}
+
+/// DeleteRange, with `prev_kv`.
+pub fn delete_range<B: Backend>(
+    txn: &mut TxnWrite<'_, B>,
+    d: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, EtcdError> {
+    let end = range_end(&d.range_end);
+    let prev_kvs = if d.prev_kv {
+        txn.range(&d.key, end, RangeOptions::default())
+            .map_err(mvcc_error)?
+            .kvs
+    } else {
+        Vec::new()
+    };
+    let deleted = txn.delete_range(&d.key, end) as i64;
+    Ok(DeleteRangeResponse {
+        header: header(txn.rev()),
+        deleted,
+        prev_kvs,
+    })
+}
+
+/// True when a txn (nested ones included) only reads.
+pub fn is_read_only(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(_)) | None => true,
+        Some(Request::RequestTxn(inner)) => is_read_only(inner),
+        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+    })
+}
+
+/// True when every read in the txn asked to be serializable.
+pub fn is_serializable(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(r)) => r.serializable,
+        Some(Request::RequestTxn(inner)) => is_serializable(inner),
+        _ => true,
+    })
+}
+
+/// Does every key in the compare's range satisfy it? A missing key compares
+/// as a zero key-value, except that a value compare fails.
+fn compare(src: &dyn RangeSource, c: &Compare) -> Result<bool, EtcdError> {
+    let rr = src
+        .read(&c.key, range_end(&c.range_end), RangeOptions::default())
+        .map_err(mvcc_error)?;
+    if rr.kvs.is_empty() {
+        if c.target() == CompareTarget::Value {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, &KeyValue::default()));
+    }
+    Ok(rr.kvs.iter().all(|kv| compare_kv(c, kv)))
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let int = |v: Option<i64>| v.unwrap_or(0);
+    let ordering = match c.target() {
+        CompareTarget::Value => {
+            let want: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(want)
+        }
+        target => {
+            let (have, want) = match (target, &c.target_union) {
+                (CompareTarget::Version, u) => (kv.version, int(match u { Some(TargetUnion::Version(v)) => Some(*v), _ => None })),
+                (CompareTarget::Create, u) => (kv.create_revision, int(match u { Some(TargetUnion::CreateRevision(v)) => Some(*v), _ => None })),
+                (CompareTarget::Mod, u) => (kv.mod_revision, int(match u { Some(TargetUnion::ModRevision(v)) => Some(*v), _ => None })),
+                (_, u) => (kv.lease, int(match u { Some(TargetUnion::Lease(v)) => Some(*v), _ => None })),
+            };
+            have.cmp(&want)
+        }
+    };
+    match c.result() {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+    }
+}
+
+/// Evaluates every compare the txn will meet, depth first, before any op
+/// runs (etcd's `compareToPath`): the branch each (nested) txn takes.
+fn txn_path(src: &dyn RangeSource, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), EtcdError> {
+    let mut ok = true;
+    for c in &t.compare {
+        if !compare(src, c)? {
+            ok = false;
+            break;
+        }
+    }
+    path.push(ok);
+    let ops = if ok { &t.success } else { &t.failure };
+    for op in ops {
+        if let Some(Request::RequestTxn(inner)) = &op.request {
+            txn_path(src, inner, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks, before anything is written, what would otherwise fail half-way:
+/// leases of puts, keys for `ignore_*`, revisions of reads.
+fn check_path(
+    src: &dyn RangeSource,
+    t: &TxnRequest,
+    path: &mut std::slice::Iter<'_, bool>,
+    lease_exists: LeaseLookup<'_>,
+) -> Result<(), EtcdError> {
+    let ops = if *path.next().expect("a branch per txn") { &t.success } else { &t.failure };
+    for op in ops {
+        match &op.request {
+            Some(Request::RequestPut(p)) => {
+                if p.ignore_value || p.ignore_lease {
+                    let rr = src.read(&p.key, None, RangeOptions::default()).map_err(mvcc_error)?;
+                    if rr.kvs.is_empty() {
+                        return Err(EtcdError::KeyNotFound);
+                    }
+                }
+                if p.lease != 0 && !lease_exists(p.lease) {
+                    return Err(EtcdError::LeaseNotFound);
+                }
+            }
+            Some(Request::RequestRange(r)) if r.revision != 0 => {
+                let probe = RangeOptions { count_only: true, rev: r.revision, ..RangeOptions::default() };
+                src.read(&r.key, range_end(&r.range_end), probe).map_err(mvcc_error)?;
+            }
+            Some(Request::RequestTxn(inner)) => check_path(src, inner, path, lease_exists)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A read-only txn on a read view.
+pub fn txn_read(src: &dyn RangeSource, t: &TxnRequest, rev: i64) -> Result<TxnResponse, EtcdError> {
+    let mut path = Vec::new();
+    txn_path(src, t, &mut path)?;
+    let mut branches = path.iter();
+    let responses = run_reads(src, t, &mut branches)?;
+    Ok(TxnResponse { header: header(rev), succeeded: path[0], responses })
+}
+
+fn run_reads(
+    src: &dyn RangeSource,
+    t: &TxnRequest,
+    path: &mut std::slice::Iter<'_, bool>,
+) -> Result<Vec<ResponseOp>, EtcdError> {
+    let ok = *path.next().expect("a branch per txn");
+    let ops = if ok { &t.success } else { &t.failure };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let response = match &op.request {
+            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(src, r)?)),
+            Some(Request::RequestTxn(inner)) => Some(Response::ResponseTxn(TxnResponse {
+                header: header(0),
+                succeeded: path.clone().next().copied().unwrap_or(false),
+                responses: run_reads(src, inner, path)?,
+            })),
+            _ => None,
+        };
+        out.push(ResponseOp { response });
+    }
+    Ok(out)
+}
+
+/// A txn that writes: compares, checks, then the chosen branches, all in
+/// one write txn (one revision).
+pub fn txn_write<'s, B: Backend>(
+    store: &'s Store<B>,
+    t: &TxnRequest,
+    lease_exists: LeaseLookup<'_>,
+) -> Result<(TxnWrite<'s, B>, TxnResponse), EtcdError> {
+    let mut txn = store.write();
+    let mut path = Vec::new();
+    txn_path(&txn, t, &mut path)?;
+    check_path(&txn, t, &mut path.iter(), lease_exists)?;
+    let mut branches = path.iter();
+    let responses = run_writes(&mut txn, t, &mut branches)?;
+    let response = TxnResponse { header: header(txn.rev()), succeeded: path[0], responses };
+    Ok((txn, response))
+}
+
+fn run_writes<B: Backend>(
+    txn: &mut TxnWrite<'_, B>,
+    t: &TxnRequest,
+    path: &mut std::slice::Iter<'_, bool>,
+) -> Result<Vec<ResponseOp>, EtcdError> {
+    let ok = *path.next().expect("a branch per txn");
+    let ops: &[RequestOp] = if ok { &t.success } else { &t.failure };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let response = match &op.request {
+            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(&*txn, r)?)),
+            Some(Request::RequestPut(p)) => Some(Response::ResponsePut(put(txn, p)?)),
+            Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(txn, d)?)),
+            Some(Request::RequestTxn(inner)) => {
+                let succeeded = path.clone().next().copied().unwrap_or(false);
+                let responses = run_writes(txn, inner, path)?;
+                // etcd leaves a nested txn's header empty.
+                Some(Response::ResponseTxn(TxnResponse { header: header(0), succeeded, responses }))
+            }
+            None => None,
+        };
+        out.push(ResponseOp { response });
+    }
+    Ok(out)
+}

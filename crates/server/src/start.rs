@@ -1,0 +1,345 @@
+//! Starting a member: identity, storage, raft, the applier, the peer and
+//! client listeners, and publishing this member's name and client URLs.
+
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironcd_api::{Limits, Services};
+use ironcd_backend::{BackendConfig, Backend};
+use ironcd_proto::etcdserverpb::cluster_client::ClusterClient;
+use ironcd_proto::etcdserverpb::cluster_server::ClusterServer;
+use ironcd_proto::etcdserverpb::{
+    ClusterMemberAttrSetRequest, InternalRaftRequest, Member, MemberAttributes, MemberListRequest,
+};
+use ironcd_raft_node::{Config, GrpcTransport, RaftNode, TransportConfig};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::apply::Applier;
+use crate::config::{ClusterState, ServerConfig};
+use crate::error::{Error, Result};
+use crate::members::{cluster_id, initial_members};
+use crate::metrics::Metrics;
+use crate::server::{EtcdServer, Inner};
+use crate::state::State;
+
+/// Who this member is, fixed when its data directory is created
+/// (`member/identity`: one line of hex fields — id, cluster id, 1 if it
+/// joined a running cluster, then the founding voters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    id: u64,
+    cluster_id: u64,
+    join: bool,
+    voters: Vec<u64>,
+}
+
+impl Identity {
+    fn path(member_dir: &Path) -> std::path::PathBuf {
+        member_dir.join("identity")
+    }
+
+    fn load(member_dir: &Path) -> Result<Option<Identity>> {
+        let text = match std::fs::read_to_string(Self::path(member_dir)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let fields: Option<Vec<u64>> = text.split_whitespace().map(|f| u64::from_str_radix(f, 16).ok()).collect();
+        match fields.as_deref() {
+            Some([id, cluster_id, join, voters @ ..]) => Ok(Some(Identity {
+                id: *id,
+                cluster_id: *cluster_id,
+                join: *join == 1,
+                voters: voters.to_vec(),
+            })),
+            _ => Err(Error::DataDir(format!("unreadable identity file: {text:?}"))),
+        }
+    }
+
+    fn save(&self, member_dir: &Path) -> Result<()> {
+        let mut line = format!("{:x} {:x} {:x}", self.id, self.cluster_id, u8::from(self.join));
+        for v in &self.voters {
+            line.push_str(&format!(" {v:x}"));
+        }
+        line.push('\n');
+        let tmp = member_dir.join("identity.tmp");
+        std::fs::write(&tmp, line)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, Self::path(member_dir))?;
+        std::fs::File::open(member_dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+fn sorted(urls: &[String]) -> Vec<String> {
+    let mut v = urls.to_vec();
+    v.sort();
+    v
+}
+
+/// A new cluster: every founding member computes the same ids.
+fn bootstrap_new(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
+    let members = initial_members(&cfg.initial_cluster, &cfg.initial_cluster_token);
+    let me = members.iter().find(|m| m.name == cfg.name).ok_or_else(|| {
+        Error::Config(format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name))
+    })?;
+    if sorted(&me.peer_ur_ls) != sorted(&cfg.initial_advertise_peer_urls) {
+        return Err(Error::Config(format!(
+            "--initial-cluster has {}={} but --initial-advertise-peer-urls has {}",
+            cfg.name,
+            me.peer_ur_ls.join(","),
+            cfg.initial_advertise_peer_urls.join(",")
+        )));
+    }
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let identity = Identity { id: me.id, cluster_id: cluster_id(&ids), join: false, voters: ids };
+    Ok((identity, members))
+}
+
+/// Joining a running cluster: ask a peer for the member list, find the
+/// record `member add` made for these peer URLs.
+async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
+    let mine = sorted(&cfg.initial_advertise_peer_urls);
+    let mut last_error = String::from("no other member in --initial-cluster");
+    for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.name) {
+        for url in &m.peer_urls {
+            let answer = async {
+                let mut client = ClusterClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
+                client.member_list(MemberListRequest { linearizable: false }).await.map_err(|e| e.to_string())
+            };
+            let resp = match tokio::time::timeout(Duration::from_secs(5), answer).await {
+                Ok(Ok(resp)) => resp.into_inner(),
+                Ok(Err(e)) => {
+                    last_error = format!("{url}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    last_error = format!("{url}: timed out");
+                    continue;
+                }
+            };
+            let cluster = resp.header.map(|h| h.cluster_id).unwrap_or(0);
+            let Some(me) = resp.members.iter().find(|m| sorted(&m.peer_ur_ls) == mine) else {
+                return Err(Error::Config(format!(
+                    "this member's peer URLs {} were not added to the cluster (run `member add` first)",
+                    mine.join(",")
+                )));
+            };
+            let identity = Identity { id: me.id, cluster_id: cluster, join: true, voters: Vec::new() };
+            return Ok((identity, resp.members));
+        }
+    }
+    Err(Error::Config(format!("could not fetch the cluster's members: {last_error}")))
+}
+
+/// `host:port` of a URL, for binding.
+pub fn host_port(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Error::Config(format!("unsupported URL {url:?} (only http:// is served so far)")))?;
+    let rest = rest.trim_end_matches('/');
+    if !rest.contains(':') {
+        return Err(Error::Config(format!("URL {url:?} has no port")));
+    }
+    Ok(rest.to_string())
+}
+
+fn raft_config(cfg: &ServerConfig, identity: &Identity) -> Config {
+    let mut rc = Config::new(identity.id, identity.cluster_id);
+    rc.initial_voters = identity.voters.clone();
+    rc.join = identity.join;
+    rc.tick_ms = cfg.heartbeat_ms;
+    rc.heartbeat_ticks = 1;
+    rc.election_ticks = (cfg.election_ms / cfg.heartbeat_ms).max(2);
+    rc.snapshot_count = cfg.snapshot_count;
+    rc.request_timeout_ms = 5_000 + 2 * cfg.election_ms;
+    rc.max_proposal_bytes = rc.max_proposal_bytes.max(cfg.max_request_bytes + 4096);
+    rc.wal.max_record_bytes = rc.wal.max_record_bytes.max(rc.max_proposal_bytes + 4096);
+    rc
+}
+
+/// A started member; dropping it does not stop it: call [`Running::stop`].
+pub struct Running {
+    /// The server (for in-process use).
+    pub server: EtcdServer,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    applier: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops listening, stops raft, and waits for the applier to finish.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+        self.server.inner.node.stop().await;
+        self.server.inner.transport.close();
+        if let Some(applier) = self.applier.take() {
+            let _ = tokio::task::spawn_blocking(move || applier.join()).await;
+        }
+        let store = self.server.state().store();
+        if let Err(e) = store.backend().force_commit() {
+            tracing::error!(error = %e, "final backend commit failed");
+        }
+    }
+}
+
+/// Starts a member from `cfg`. Must run inside a multi-thread tokio runtime.
+pub async fn start(cfg: ServerConfig) -> Result<Running> {
+    cfg.validate()?;
+    let member_dir = cfg.member_dir();
+    std::fs::create_dir_all(&member_dir)?;
+    let (identity, founders) = match Identity::load(&member_dir)? {
+        Some(identity) => (identity, Vec::new()),
+        None => {
+            let (identity, founders) = match cfg.initial_cluster_state {
+                ClusterState::New => bootstrap_new(&cfg)?,
+                ClusterState::Existing => bootstrap_existing(&cfg).await?,
+            };
+            identity.save(&member_dir)?;
+            (identity, founders)
+        }
+    };
+    tracing::info!(
+        name = %cfg.name, member_id = %format!("{:x}", identity.id),
+        cluster_id = %format!("{:x}", identity.cluster_id), data_dir = %cfg.data_dir.display(),
+        "starting ironcd member"
+    );
+    let (state, consistent_index) = State::open(&member_dir, BackendConfig::default())?;
+    if state.members.read().is_removed(identity.id) {
+        return Err(Error::DataDir(
+            "the member has been permanently removed from the cluster".into(),
+        ));
+    }
+    if state.members.read().is_empty() {
+        let store = state.store();
+        let mut tx = store.backend().batch_tx();
+        let mut members = state.members.write();
+        for m in founders {
+            members.upsert(&mut tx, m);
+        }
+    }
+    let peers: Vec<(u64, String)> = state
+        .members
+        .read()
+        .list()
+        .into_iter()
+        .filter(|m| m.id != identity.id)
+        .filter_map(|m| m.peer_ur_ls.first().map(|u| (m.id, u.clone())))
+        .collect();
+    let transport = Arc::new(GrpcTransport::new(identity.id, identity.cluster_id, peers, TransportConfig::default()));
+    let rc = raft_config(&cfg, &identity);
+    let (node, stream) = RaftNode::start(rc.clone(), &member_dir, transport.clone(), consistent_index)?;
+    let applier = Applier {
+        state: state.clone(),
+        node: node.clone(),
+        transport: transport.clone(),
+        id: identity.id,
+        consistent_index,
+    };
+    let applier = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run(stream))?;
+    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
+    let server = EtcdServer {
+        inner: Arc::new(Inner {
+            id: identity.id,
+            cluster_id: identity.cluster_id,
+            node,
+            transport,
+            state,
+            metrics: Metrics::default(),
+            next_request: AtomicU64::new(rand::random::<u64>() & !0xff_ffff_ffff),
+            request_timeout: Duration::from_millis(rc.request_timeout_ms),
+            cfg,
+        }),
+    };
+    let (shutdown, _) = watch::channel(false);
+    let mut running = Running { server: server.clone(), shutdown, tasks: Vec::new(), applier: Some(applier) };
+    if let Err(e) = listen(&mut running).await {
+        running.stop().await;
+        return Err(e);
+    }
+    running.tasks.push(tokio::spawn(publish(server)));
+    Ok(running)
+}
+
+async fn bind(url: &str) -> Result<tokio::net::TcpListener> {
+    let addr = host_port(url)?;
+    tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
+}
+
+/// Binds every peer, client and metrics URL and serves them.
+async fn listen(running: &mut Running) -> Result<()> {
+    let server = running.server.clone();
+    let cfg = &server.inner.cfg;
+    let limits = Limits { max_txn_ops: cfg.max_txn_ops, max_request_bytes: cfg.max_request_bytes };
+    let services = Services::new(Arc::new(server.clone()), limits);
+    for url in &cfg.listen_peer_urls {
+        let listener = bind(url).await?;
+        let routes = tonic::service::Routes::new(server.inner.transport.service())
+            .add_service(ClusterServer::new(services.clone()))
+            .into_axum_router();
+        running.tasks.push(serve(listener, routes, running.shutdown.subscribe()));
+        tracing::info!(address = %url, "serving peer traffic");
+    }
+    for url in &cfg.listen_client_urls {
+        let listener = bind(url).await?;
+        let routes = services.routes().into_axum_router().merge(crate::http::routes(server.clone()));
+        running.tasks.push(serve(listener, routes, running.shutdown.subscribe()));
+        tracing::info!(address = %url, "serving client traffic insecurely");
+    }
+    for url in &cfg.listen_metrics_urls {
+        let listener = bind(url).await?;
+        running.tasks.push(serve(listener, crate::http::routes(server.clone()), running.shutdown.subscribe()));
+        tracing::info!(address = %url, "serving /metrics and /health");
+    }
+    Ok(())
+}
+
+fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "listener stopped");
+        }
+    })
+}
+
+/// Publishes this member's name and client URLs through raft, retrying
+/// until it is applied, then declares the member ready.
+async fn publish(server: EtcdServer) {
+    let cfg = &server.inner.cfg;
+    let attr = ClusterMemberAttrSetRequest {
+        member_id: server.id(),
+        member_attributes: Some(MemberAttributes {
+            name: cfg.name.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+        }),
+    };
+    loop {
+        let req = InternalRaftRequest { cluster_member_attr_set: Some(attr.clone()), ..Default::default() };
+        match server.propose(req).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "publishing member attributes; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    tracing::info!(
+        local_member_id = %format!("{:x}", server.id()),
+        name = %cfg.name,
+        client_urls = %cfg.advertise_client_urls.join(","),
+        "published local member to cluster through raft"
+    );
+    tracing::info!(address = %cfg.listen_client_urls.join(","), "ready to serve client requests");
+}
