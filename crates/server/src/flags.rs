@@ -354,6 +354,11 @@ const fn flag(
 use Kind as K;
 use Support as S;
 
+const V2_STAGES: &[&str] = &["not-yet", "write-only", "write-only-drop-data", "gone"];
+const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "panic", "fatal"];
+const LOG_ROTATION: &str =
+    r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#;
+
 /// Every etcd 3.4 and 3.5 server flag, in etcd's help order.
 #[rustfmt::skip]
 static FLAGS: &[FlagSpec] = &[
@@ -400,7 +405,7 @@ static FLAGS: &[FlagSpec] = &[
     flag("auto-compaction-retention", K::Str, "0", S::Honoured, "History to keep: a duration (bare number = hours) or revisions; 0 = off."),
     flag("auto-compaction-mode", K::Choice(&["periodic", "revision"]), "periodic", S::Honoured, "How to read the retention: 'periodic' or 'revision'."),
     flag("enable-v2", K::Bool, "false", S::AtDefault, "Serve the v2 API."),
-    flag("v2-deprecation", K::Choice(&["not-yet", "write-only", "write-only-drop-data", "gone"]), "not-yet", S::Matches(&["not-yet", "write-only", "write-only-drop-data", "gone"]), "v2 store deprecation stage (ironcd has no v2 store)."),
+    flag("v2-deprecation", K::Choice(V2_STAGES), "not-yet", S::Matches(V2_STAGES), "v2 store deprecation stage (ironcd has no v2 store)."),
     flag("experimental-enable-v2v3", K::Str, "", S::AtDefault, "Serve v2 through v3 under this prefix."),
     // Security.
     flag("cert-file", K::Str, "", S::AtDefault, "Client TLS certificate."),
@@ -441,11 +446,11 @@ static FLAGS: &[FlagSpec] = &[
     flag("logger", K::Choice(&["zap", "capnslog"]), "zap", S::Matches(&["zap", "capnslog"]), "Logger implementation."),
     flag("log-outputs", K::Str, "default", S::Matches(&["default", "stderr"]), "Where logs go."),
     flag("log-output", K::Str, "default", S::Matches(&["default", "stderr"]), "Old spelling of --log-outputs."),
-    flag("log-level", K::Choice(&["debug", "info", "warn", "error", "panic", "fatal"]), "info", S::Honoured, "debug, info, warn, error, panic or fatal."),
+    flag("log-level", K::Choice(LOG_LEVELS), "info", S::Honoured, "debug, info, warn, error, panic or fatal."),
     flag("debug", K::Bool, "false", S::Honoured, "Old spelling of --log-level=debug."),
     flag("log-package-levels", K::Str, "", S::AtDefault, "Per-package log levels."),
     flag("enable-log-rotation", K::Bool, "false", S::AtDefault, "Rotate the log file."),
-    flag("log-rotation-config-json", K::Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, S::AtDefault, "Log rotation settings."),
+    flag("log-rotation-config-json", K::Str, LOG_ROTATION, S::AtDefault, "Log rotation settings."),
     flag("experimental-enable-distributed-tracing", K::Bool, "false", S::AtDefault, "Export traces."),
     flag("experimental-distributed-tracing-address", K::Str, "localhost:4317", S::AtDefault, "Trace collector address."),
     flag("experimental-distributed-tracing-service-name", K::Str, "etcd", S::AtDefault, "Trace service name."),
