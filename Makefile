@@ -24,8 +24,9 @@ ROCKSDB_STATIC := 1
 export ROCKSDB_LIB_DIR ROCKSDB_STATIC
 
 # System packages the build needs: libclang for RocksDB's bindgen, protoc for
-# the proto crates.
-SYSTEM_PACKAGES := libclang-dev protobuf-compiler
+# the proto crates; the tests also run etcd 3.4 and etcdctl (the reference
+# ironcd is compared with) and curl.
+SYSTEM_PACKAGES := libclang-dev protobuf-compiler etcd-server etcd-client curl
 
 .PHONY: all deps rocksdb build test run bench lint fmt clean
 
@@ -58,9 +59,12 @@ build: rocksdb
 test: rocksdb
 	$(CARGO) test --release --workspace
 
-# The server binary arrives with the server issue; until then `run` builds.
-run: build
-	@echo "ironcd: the server binary is not built yet (see the server issue); the libraries are built."
+# A single member with etcd's defaults: clients on 127.0.0.1:2379, peers on
+# 2380, data in ./default.ironcd. Extra etcd flags: make run ARGS='--name x'.
+run: rocksdb
+	$(CARGO) build --release -p ironcd-server --bin ironcd
+	exec "$(CARGO_TARGET_DIR)/release/ironcd" --listen-client-urls http://127.0.0.1:2379 \
+		--advertise-client-urls http://127.0.0.1:2379 $(ARGS)
 
 bench: rocksdb
 	$(CARGO) bench --workspace

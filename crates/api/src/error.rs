@@ -151,11 +151,24 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | MemberExist | PeerUrlExist | MemberNotEnoughStarted
-            | MemberNotLearner | LearnerNotReady | TooManyLearners | NotLeader
-            | BadLeaderTransferee | AuthNotEnabled => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail
-            | TimeoutWaitAppliedIndex | Unhealthy | NotSupportedForLearner => Code::Unavailable,
+            LeaseExist
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotLeader
+            | BadLeaderTransferee
+            | AuthNotEnabled => Code::FailedPrecondition,
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutDueToLeaderFail
+            | TimeoutWaitAppliedIndex
+            | Unhealthy
+            | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
             InvalidAuthToken => Code::Unauthenticated,
             PermissionDenied => Code::PermissionDenied,
@@ -169,13 +182,42 @@ impl EtcdError {
 const KNOWN: &[EtcdError] = {
     use EtcdError::*;
     &[
-        EmptyKey, KeyNotFound, ValueProvided, LeaseProvided, TooManyOps, DuplicateKey,
-        RequestTooLarge, TooManyRequests, Compacted, FutureRev, NoSpace, LeaseNotFound,
-        LeaseExist, LeaseTtlTooLarge, MemberExist, PeerUrlExist, MemberNotEnoughStarted,
-        MemberBadUrls, MemberNotFound, MemberNotLearner, LearnerNotReady, TooManyLearners,
-        NoLeader, NotLeader, LeaderChanged, Stopped, Timeout, TimeoutDueToLeaderFail,
-        TimeoutWaitAppliedIndex, Unhealthy, Corrupt, NotSupportedForLearner,
-        BadLeaderTransferee, AuthNotEnabled, InvalidAuthToken, PermissionDenied,
+        EmptyKey,
+        KeyNotFound,
+        ValueProvided,
+        LeaseProvided,
+        TooManyOps,
+        DuplicateKey,
+        RequestTooLarge,
+        TooManyRequests,
+        Compacted,
+        FutureRev,
+        NoSpace,
+        LeaseNotFound,
+        LeaseExist,
+        LeaseTtlTooLarge,
+        MemberExist,
+        PeerUrlExist,
+        MemberNotEnoughStarted,
+        MemberBadUrls,
+        MemberNotFound,
+        MemberNotLearner,
+        LearnerNotReady,
+        TooManyLearners,
+        NoLeader,
+        NotLeader,
+        LeaderChanged,
+        Stopped,
+        Timeout,
+        TimeoutDueToLeaderFail,
+        TimeoutWaitAppliedIndex,
+        Unhealthy,
+        Corrupt,
+        NotSupportedForLearner,
+        BadLeaderTransferee,
+        AuthNotEnabled,
+        InvalidAuthToken,
+        PermissionDenied,
     ]
 };
 
@@ -205,22 +247,86 @@ mod tests {
     #[test]
     fn codes_and_messages_are_etcds() {
         let cases: &[(EtcdError, Code, &str)] = &[
-            (EtcdError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (EtcdError::KeyNotFound, Code::InvalidArgument, "etcdserver: key not found"),
-            (EtcdError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (EtcdError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (EtcdError::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
-            (EtcdError::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (EtcdError::FutureRev, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (EtcdError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
-            (EtcdError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
-            (EtcdError::MemberNotFound, Code::NotFound, "etcdserver: member not found"),
-            (EtcdError::PeerUrlExist, Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
-            (EtcdError::LearnerNotReady, Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader"),
-            (EtcdError::NoLeader, Code::Unavailable, "etcdserver: no leader"),
-            (EtcdError::Timeout, Code::Unavailable, "etcdserver: request timed out"),
-            (EtcdError::BadLeaderTransferee, Code::FailedPrecondition, "etcdserver: bad leader transferee"),
-            (EtcdError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
+            (
+                EtcdError::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                EtcdError::KeyNotFound,
+                Code::InvalidArgument,
+                "etcdserver: key not found",
+            ),
+            (
+                EtcdError::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                EtcdError::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                EtcdError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                EtcdError::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                EtcdError::FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                EtcdError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                EtcdError::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                EtcdError::MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                EtcdError::PeerUrlExist,
+                Code::FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                EtcdError::LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                EtcdError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+            (
+                EtcdError::Timeout,
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
+            (
+                EtcdError::BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                EtcdError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
+            ),
         ];
         for (err, code, message) in cases {
             let status = Status::from(err.clone());

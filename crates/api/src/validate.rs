@@ -62,11 +62,7 @@ pub fn check_txn(r: &TxnRequest, limits: &Limits) -> Result<(), EtcdError> {
 /// etcd's `checkTxnRequest`: a nested txn gets what its parent's widest
 /// level left of the budget.
 fn check_txn_ops(r: &TxnRequest, budget: u64) -> Result<(), EtcdError> {
-    let width = r
-        .compare
-        .len()
-        .max(r.success.len())
-        .max(r.failure.len()) as u64;
+    let width = r.compare.len().max(r.success.len()).max(r.failure.len()) as u64;
     if width > budget {
         return Err(EtcdError::TooManyOps);
     }
@@ -220,15 +216,54 @@ mod tests {
     #[test]
     fn duplicate_keys_follow_etcds_rule() {
         let cases: Vec<(&str, TxnRequest, Result<(), EtcdError>)> = vec![
-            ("two puts", txn(vec![put("a"), put("a")], vec![]), Err(EtcdError::DuplicateKey)),
-            ("put in a deleted range", txn(vec![del("a", b"c"), put("b")], vec![]), Err(EtcdError::DuplicateKey)),
-            ("put after from-key delete", txn(vec![del("a", &[0]), put("zz")], vec![]), Err(EtcdError::DuplicateKey)),
-            ("put beside a range", txn(vec![del("a", b"c"), put("c")], vec![]), Ok(())),
-            ("same key in both branches", txn(vec![put("a")], vec![put("a")]), Ok(())),
-            ("nested then and else", txn(vec![nested(txn(vec![put("a")], vec![put("a")]))], vec![]), Ok(())),
-            ("nested and outer put", txn(vec![nested(txn(vec![put("a")], vec![])), put("a")], vec![]), Err(EtcdError::DuplicateKey)),
-            ("nested put, outer delete", txn(vec![nested(txn(vec![put("b")], vec![])), del("a", b"c")], vec![]), Err(EtcdError::DuplicateKey)),
-            ("two deletes overlap", txn(vec![del("a", b"c"), del("b", b"d")], vec![]), Ok(())),
+            (
+                "two puts",
+                txn(vec![put("a"), put("a")], vec![]),
+                Err(EtcdError::DuplicateKey),
+            ),
+            (
+                "put in a deleted range",
+                txn(vec![del("a", b"c"), put("b")], vec![]),
+                Err(EtcdError::DuplicateKey),
+            ),
+            (
+                "put after from-key delete",
+                txn(vec![del("a", &[0]), put("zz")], vec![]),
+                Err(EtcdError::DuplicateKey),
+            ),
+            (
+                "put beside a range",
+                txn(vec![del("a", b"c"), put("c")], vec![]),
+                Ok(()),
+            ),
+            (
+                "same key in both branches",
+                txn(vec![put("a")], vec![put("a")]),
+                Ok(()),
+            ),
+            (
+                "nested then and else",
+                txn(vec![nested(txn(vec![put("a")], vec![put("a")]))], vec![]),
+                Ok(()),
+            ),
+            (
+                "nested and outer put",
+                txn(vec![nested(txn(vec![put("a")], vec![])), put("a")], vec![]),
+                Err(EtcdError::DuplicateKey),
+            ),
+            (
+                "nested put, outer delete",
+                txn(
+                    vec![nested(txn(vec![put("b")], vec![])), del("a", b"c")],
+                    vec![],
+                ),
+                Err(EtcdError::DuplicateKey),
+            ),
+            (
+                "two deletes overlap",
+                txn(vec![del("a", b"c"), del("b", b"d")], vec![]),
+                Ok(()),
+            ),
         ];
         for (name, t, want) in cases {
             assert_eq!(check_txn(&t, &LIMITS), want, "{name}");
@@ -239,7 +274,10 @@ mod tests {
     fn op_budget_is_shared_with_nested_txns() {
         let four = txn(vec![put("a"), put("b"), put("c"), put("d")], vec![]);
         assert_eq!(check_txn(&four, &LIMITS), Ok(()));
-        let five = txn(vec![put("a"), put("b"), put("c"), put("d"), put("e")], vec![]);
+        let five = txn(
+            vec![put("a"), put("b"), put("c"), put("d"), put("e")],
+            vec![],
+        );
         assert_eq!(check_txn(&five, &LIMITS), Err(EtcdError::TooManyOps));
         // The outer level uses 2 of 4; the nested one may have 2, not 3.
         let inner3 = txn(vec![put("x"), put("y"), put("z")], vec![]);
@@ -251,7 +289,10 @@ mod tests {
 
     #[test]
     fn keys_and_flags() {
-        assert_eq!(check_range(&RangeRequest::default()), Err(EtcdError::EmptyKey));
+        assert_eq!(
+            check_range(&RangeRequest::default()),
+            Err(EtcdError::EmptyKey)
+        );
         let mut p = PutRequest {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
@@ -263,6 +304,9 @@ mod tests {
         p.ignore_lease = true;
         p.lease = 5;
         assert_eq!(check_put(&p), Err(EtcdError::LeaseProvided));
-        assert_eq!(check_delete(&DeleteRangeRequest::default()), Err(EtcdError::EmptyKey));
+        assert_eq!(
+            check_delete(&DeleteRangeRequest::default()),
+            Err(EtcdError::EmptyKey)
+        );
     }
 }

@@ -167,13 +167,16 @@ impl Applier {
     fn compact(&self, e: &Committed, c: &CompactionRequest) -> Outcome {
         let outcome = {
             let store = self.state.store();
-            store.compact(c.revision).map_err(kv::mvcc_error).map(|wait| {
-                let header = Some(ResponseHeader {
-                    revision: store.current_rev(),
-                    ..ResponseHeader::default()
-                });
-                Applied::Compact(CompactionResponse { header }, Some(wait))
-            })
+            store
+                .compact(c.revision)
+                .map_err(kv::mvcc_error)
+                .map(|wait| {
+                    let header = Some(ResponseHeader {
+                        revision: store.current_rev(),
+                        ..ResponseHeader::default()
+                    });
+                    Applied::Compact(CompactionResponse { header }, Some(wait))
+                })
         };
         self.mark_only(e);
         outcome
@@ -182,13 +185,16 @@ impl Applier {
     fn alarm(&self, e: &Committed, a: &AlarmRequest) -> Outcome {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();
-        let member = AlarmMember { member_id: a.member_id, alarm: a.alarm };
+        let member = AlarmMember {
+            member_id: a.member_id,
+            alarm: a.alarm,
+        };
         let alarms = match a.action() {
             AlarmAction::Get => Vec::new(),
             AlarmAction::Activate => {
                 if self.state.members.read().get(a.member_id).is_some() {
                     tracing::warn!(member = %format!("{:x}", a.member_id), alarm = a.alarm, "alarm raised");
-                    set_alarm(&self.state, &mut tx, member.clone(), true);
+                    set_alarm(&self.state, &mut tx, member, true);
                     vec![member]
                 } else {
                     Vec::new()
@@ -196,37 +202,60 @@ impl Applier {
             }
             AlarmAction::Deactivate => {
                 let present = self.state.alarms.read().contains(&(a.member_id, a.alarm));
-                set_alarm(&self.state, &mut tx, member.clone(), false);
-                if present { vec![member] } else { Vec::new() }
+                set_alarm(&self.state, &mut tx, member, false);
+                if present {
+                    vec![member]
+                } else {
+                    Vec::new()
+                }
             }
         };
         write_consistent_index(&mut tx, e.index, e.term);
-        Ok(Applied::Alarm(AlarmResponse { header: None, alarms }))
+        Ok(Applied::Alarm(AlarmResponse {
+            header: None,
+            alarms,
+        }))
     }
 
     fn member_attr(&self, e: &Committed, attr: &ClusterMemberAttrSetRequest) -> Outcome {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();
         let a = attr.member_attributes.clone().unwrap_or_default();
-        let found = self.state.members.write().update(&mut tx, attr.member_id, |m| {
-            m.name = a.name;
-            m.client_ur_ls = a.client_urls;
-        });
+        let found = self
+            .state
+            .members
+            .write()
+            .update(&mut tx, attr.member_id, |m| {
+                m.name = a.name;
+                m.client_ur_ls = a.client_urls;
+            });
         write_consistent_index(&mut tx, e.index, e.term);
-        if found { Ok(Applied::Done) } else { Err(EtcdError::MemberNotFound) }
+        if found {
+            Ok(Applied::Done)
+        } else {
+            Err(EtcdError::MemberNotFound)
+        }
     }
 
     fn member_update(&self, e: &Committed, u: &MemberUpdateRequest) -> Outcome {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();
-        let found = self.state.members.write().update(&mut tx, u.id, |m| m.peer_ur_ls = u.peer_ur_ls.clone());
+        let found = self
+            .state
+            .members
+            .write()
+            .update(&mut tx, u.id, |m| m.peer_ur_ls = u.peer_ur_ls.clone());
         write_consistent_index(&mut tx, e.index, e.term);
         if found && u.id != self.id {
             if let Some(url) = u.peer_ur_ls.first() {
                 self.transport.add_peer(u.id, url.clone());
             }
         }
-        if found { Ok(Applied::Done) } else { Err(EtcdError::MemberNotFound) }
+        if found {
+            Ok(Applied::Done)
+        } else {
+            Err(EtcdError::MemberNotFound)
+        }
     }
 
     fn apply_conf_change(&self, e: &Committed, cc: &AppliedConfChange) {
@@ -277,7 +306,11 @@ impl Applier {
         }
         match self.state.restore(data) {
             Ok(consistent_index) => {
-                tracing::info!(index, consistent_index, "restored the backend from a snapshot");
+                tracing::info!(
+                    index,
+                    consistent_index,
+                    "restored the backend from a snapshot"
+                );
                 self.consistent_index = consistent_index.max(index);
                 self.reconcile_peers();
                 self.state.set_applied(self.consistent_index, term);
@@ -307,7 +340,9 @@ impl Applier {
             let store = self.state.store();
             let backend = store.backend();
             let mut data = Vec::new();
-            let done = backend.force_commit().and_then(|_| backend.snapshot(&mut data));
+            let done = backend
+                .force_commit()
+                .and_then(|_| backend.snapshot(&mut data));
             if let Err(err) = done {
                 tracing::error!(index, %err, "snapshot of the backend failed");
                 return;
@@ -323,9 +358,12 @@ impl Applier {
 
 fn has_put(t: &ironcd_proto::etcdserverpb::TxnRequest) -> bool {
     use ironcd_proto::etcdserverpb::request_op::Request;
-    t.success.iter().chain(&t.failure).any(|op| match &op.request {
-        Some(Request::RequestPut(_)) => true,
-        Some(Request::RequestTxn(inner)) => has_put(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(Request::RequestPut(_)) => true,
+            Some(Request::RequestTxn(inner)) => has_put(inner),
+            _ => false,
+        })
 }

@@ -22,7 +22,10 @@ const LEARNER_READY_PERCENT: f64 = 0.9;
 
 /// True for `http(s)://host:port` with a numeric port.
 pub fn valid_url(url: &str) -> bool {
-    let rest = match url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
+    let rest = match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         Some(rest) => rest.trim_end_matches('/'),
         None => return false,
     };
@@ -35,7 +38,11 @@ pub fn valid_url(url: &str) -> bool {
 impl EtcdServer {
     fn started_voters(&self, except: u64) -> (usize, usize) {
         let members = self.state().members.read();
-        let voters: Vec<Member> = members.list().into_iter().filter(|m| !m.is_learner && m.id != except).collect();
+        let voters: Vec<Member> = members
+            .list()
+            .into_iter()
+            .filter(|m| !m.is_learner && m.id != except)
+            .collect();
         let started = voters.iter().filter(|m| !m.name.is_empty()).count();
         (voters.len(), started)
     }
@@ -51,7 +58,9 @@ impl EtcdServer {
             .map_err(raft_error)?;
         self.wait_applied(index).await?;
         if let Some(reason) = self.state().refused.lock().remove(&index) {
-            return Err(EtcdError::Internal(format!("membership change refused: {reason}")));
+            return Err(EtcdError::Internal(format!(
+                "membership change refused: {reason}"
+            )));
         }
         Ok(())
     }
@@ -60,7 +69,13 @@ impl EtcdServer {
         if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| valid_url(u)) {
             return Err(EtcdError::MemberBadUrls);
         }
-        if self.state().members.read().with_peer_url(&r.peer_ur_ls, 0).is_some() {
+        if self
+            .state()
+            .members
+            .read()
+            .with_peer_url(&r.peer_ur_ls, 0)
+            .is_some()
+        {
             return Err(EtcdError::PeerUrlExist);
         }
         if !r.is_learner {
@@ -87,18 +102,27 @@ impl EtcdServer {
         if !member.is_learner {
             return Err(EtcdError::MemberNotLearner);
         }
-        let matched = |peer: u64| status.progress.iter().find(|p| p.id == peer).map(|p| p.matched);
+        let matched = |peer: u64| {
+            status
+                .progress
+                .iter()
+                .find(|p| p.id == peer)
+                .map(|p| p.matched)
+        };
         let leader_match = matched(status.id).unwrap_or(status.last_index);
         if let Some(learner_match) = matched(id) {
             if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_PERCENT {
                 return Err(EtcdError::LearnerNotReady);
             }
         }
+        // The learner counts as a started voter of the future configuration.
         let (voters, started) = self.started_voters(0);
-        if started + 1 < (voters + 1) / 2 + 1 {
+        let (n, s) = (voters + 1, started + 1);
+        if s < n / 2 + 1 {
             return Err(EtcdError::MemberNotEnoughStarted);
         }
-        self.change_membership(ConfChange::PromoteLearner(id), &member).await
+        self.change_membership(ConfChange::PromoteLearner(id), &member)
+            .await
     }
 
     /// Sends a promote to the leader's peer listener.
@@ -107,7 +131,12 @@ impl EtcdServer {
         if leader == 0 {
             return Err(EtcdError::NoLeader);
         }
-        let url = self.state().members.read().get(leader).and_then(|m| m.peer_ur_ls.first().cloned());
+        let url = self
+            .state()
+            .members
+            .read()
+            .get(leader)
+            .and_then(|m| m.peer_ur_ls.first().cloned());
         let Some(url) = url else {
             return Err(EtcdError::NoLeader);
         };
@@ -129,8 +158,15 @@ impl EtcdServer {
 impl ClusterApi for EtcdServer {
     async fn member_add(&self, r: MemberAddRequest) -> ApiResult<MemberAddResponse> {
         self.check_add(&r)?;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        let id = member_id(&r.peer_ur_ls, &self.inner.cfg.initial_cluster_token, Some(now_ms));
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let id = member_id(
+            &r.peer_ur_ls,
+            &self.inner.cfg.initial_cluster_token,
+            Some(now_ms),
+        );
         let member = Member {
             id,
             name: String::new(),
@@ -138,7 +174,11 @@ impl ClusterApi for EtcdServer {
             client_ur_ls: Vec::new(),
             is_learner: r.is_learner,
         };
-        let change = if r.is_learner { ConfChange::AddLearner(id) } else { ConfChange::AddVoter(id) };
+        let change = if r.is_learner {
+            ConfChange::AddLearner(id)
+        } else {
+            ConfChange::AddVoter(id)
+        };
         self.change_membership(change, &member).await?;
         Ok(MemberAddResponse {
             header: self.current_header(),
@@ -158,7 +198,8 @@ impl ClusterApi for EtcdServer {
                 return Err(EtcdError::MemberNotEnoughStarted);
             }
         }
-        self.change_membership(ConfChange::Remove(r.id), &member).await?;
+        self.change_membership(ConfChange::Remove(r.id), &member)
+            .await?;
         Ok(MemberRemoveResponse {
             header: self.current_header(),
             members: self.member_list_now(),
@@ -172,10 +213,19 @@ impl ClusterApi for EtcdServer {
         if self.state().members.read().get(r.id).is_none() {
             return Err(EtcdError::MemberNotFound);
         }
-        if self.state().members.read().with_peer_url(&r.peer_ur_ls, r.id).is_some() {
+        if self
+            .state()
+            .members
+            .read()
+            .with_peer_url(&r.peer_ur_ls, r.id)
+            .is_some()
+        {
             return Err(EtcdError::PeerUrlExist);
         }
-        let req = InternalRaftRequest { member_update: Some(r), ..Default::default() };
+        let req = InternalRaftRequest {
+            member_update: Some(r),
+            ..Default::default()
+        };
         self.propose(req).await?;
         Ok(MemberUpdateResponse {
             header: self.current_header(),

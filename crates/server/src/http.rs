@@ -38,12 +38,22 @@ async fn version_handler() -> impl IntoResponse {
 /// The cluster version etcd reports: major.minor.0.
 fn cluster_version() -> String {
     let mut parts = ETCD_API_VERSION.split('.');
-    format!("{}.{}.0", parts.next().unwrap_or("3"), parts.next().unwrap_or("5"))
+    format!(
+        "{}.{}.0",
+        parts.next().unwrap_or("3"),
+        parts.next().unwrap_or("5")
+    )
 }
 
 /// etcd's health: a leader, no alarm, and a read barrier that completes.
 async fn health_handler(server: EtcdServer) -> impl IntoResponse {
-    let reason = if server.state().alarms.read().iter().any(|(_, a)| *a != AlarmType::None as i32) {
+    let reason = if server
+        .state()
+        .alarms
+        .read()
+        .iter()
+        .any(|(_, a)| *a != AlarmType::None as i32)
+    {
         Some("ALARM")
     } else if server.leader().await == 0 {
         Some("RAFT NO LEADER")
@@ -54,10 +64,16 @@ async fn health_handler(server: EtcdServer) -> impl IntoResponse {
         }
     };
     let (code, body) = match reason {
-        None => (StatusCode::OK, "{\"health\":\"true\",\"reason\":\"\"}".to_string()),
+        None => (
+            StatusCode::OK,
+            "{\"health\":\"true\",\"reason\":\"\"}".to_string(),
+        ),
         Some(r) => {
             tracing::warn!(reason = r, "/health error");
-            (StatusCode::SERVICE_UNAVAILABLE, format!("{{\"health\":\"false\",\"reason\":\"{r}\"}}"))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{{\"health\":\"false\",\"reason\":\"{r}\"}}"),
+            )
         }
     };
     (code, [(header::CONTENT_TYPE, "application/json")], body)

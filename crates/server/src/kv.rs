@@ -35,17 +35,32 @@ pub fn mvcc_error(e: ironcd_mvcc::Error) -> EtcdError {
 /// its own changes).
 pub trait RangeSource {
     /// etcd's range: `end == None` one key, `Some(b"")` every key ≥ `key`.
-    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult>;
+    fn read(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        o: RangeOptions,
+    ) -> ironcd_mvcc::Result<RangeResult>;
 }
 
 impl<B: Backend> RangeSource for TxnRead<'_, B> {
-    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult> {
+    fn read(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        o: RangeOptions,
+    ) -> ironcd_mvcc::Result<RangeResult> {
         self.range(key, end, o)
     }
 }
 
 impl<B: Backend> RangeSource for TxnWrite<'_, B> {
-    fn read(&self, key: &[u8], end: Option<&[u8]>, o: RangeOptions) -> ironcd_mvcc::Result<RangeResult> {
+    fn read(
+        &self,
+        key: &[u8],
+        end: Option<&[u8]>,
+        o: RangeOptions,
+    ) -> ironcd_mvcc::Result<RangeResult> {
         self.range(key, end, o)
     }
 }
@@ -84,7 +99,9 @@ pub fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, E
         count_only: r.count_only,
         keys_only: false,
     };
-    let mut rr = src.read(&r.key, range_end(&r.range_end), opts).map_err(mvcc_error)?;
+    let mut rr = src
+        .read(&r.key, range_end(&r.range_end), opts)
+        .map_err(mvcc_error)?;
     rr.kvs.retain(|kv| {
         (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
             && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
@@ -133,13 +150,18 @@ fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
 
 /// The current value of `key` in `txn`, if any.
 fn current<B: Backend>(txn: &TxnWrite<'_, B>, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
-    let rr = txn.range(key, None, RangeOptions::default()).map_err(mvcc_error)?;
+    let rr = txn
+        .range(key, None, RangeOptions::default())
+        .map_err(mvcc_error)?;
     Ok(rr.kvs.into_iter().next())
 }
 
 /// Put, with `prev_kv`, `ignore_value` and `ignore_lease`. The lease was
 /// checked before (a Put's own check, or a Txn's up-front one).
-pub fn put<B: Backend>(txn: &mut TxnWrite<'_, B>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
+pub fn put<B: Backend>(
+    txn: &mut TxnWrite<'_, B>,
+    p: &PutRequest,
+) -> Result<PutResponse, EtcdError> {
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
         current(txn, &p.key)?
     } else {
@@ -186,20 +208,26 @@ pub fn delete_range<B: Backend>(
 
 /// True when a txn (nested ones included) only reads.
 pub fn is_read_only(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(_)) | None => true,
-        Some(Request::RequestTxn(inner)) => is_read_only(inner),
-        Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) | None => true,
+            Some(Request::RequestTxn(inner)) => is_read_only(inner),
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+        })
 }
 
 /// True when every read in the txn asked to be serializable.
 pub fn is_serializable(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(r)) => r.serializable,
-        Some(Request::RequestTxn(inner)) => is_serializable(inner),
-        _ => true,
-    })
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(r)) => r.serializable,
+            Some(Request::RequestTxn(inner)) => is_serializable(inner),
+            _ => true,
+        })
 }
 
 /// Does every key in the compare's range satisfy it? A missing key compares
@@ -229,10 +257,34 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
         }
         target => {
             let (have, want) = match (target, &c.target_union) {
-                (CompareTarget::Version, u) => (kv.version, int(match u { Some(TargetUnion::Version(v)) => Some(*v), _ => None })),
-                (CompareTarget::Create, u) => (kv.create_revision, int(match u { Some(TargetUnion::CreateRevision(v)) => Some(*v), _ => None })),
-                (CompareTarget::Mod, u) => (kv.mod_revision, int(match u { Some(TargetUnion::ModRevision(v)) => Some(*v), _ => None })),
-                (_, u) => (kv.lease, int(match u { Some(TargetUnion::Lease(v)) => Some(*v), _ => None })),
+                (CompareTarget::Version, u) => (
+                    kv.version,
+                    int(match u {
+                        Some(TargetUnion::Version(v)) => Some(*v),
+                        _ => None,
+                    }),
+                ),
+                (CompareTarget::Create, u) => (
+                    kv.create_revision,
+                    int(match u {
+                        Some(TargetUnion::CreateRevision(v)) => Some(*v),
+                        _ => None,
+                    }),
+                ),
+                (CompareTarget::Mod, u) => (
+                    kv.mod_revision,
+                    int(match u {
+                        Some(TargetUnion::ModRevision(v)) => Some(*v),
+                        _ => None,
+                    }),
+                ),
+                (_, u) => (
+                    kv.lease,
+                    int(match u {
+                        Some(TargetUnion::Lease(v)) => Some(*v),
+                        _ => None,
+                    }),
+                ),
             };
             have.cmp(&want)
         }
@@ -273,12 +325,18 @@ fn check_path(
     path: &mut std::slice::Iter<'_, bool>,
     lease_exists: LeaseLookup<'_>,
 ) -> Result<(), EtcdError> {
-    let ops = if *path.next().expect("a branch per txn") { &t.success } else { &t.failure };
+    let ops = if *path.next().expect("a branch per txn") {
+        &t.success
+    } else {
+        &t.failure
+    };
     for op in ops {
         match &op.request {
             Some(Request::RequestPut(p)) => {
                 if p.ignore_value || p.ignore_lease {
-                    let rr = src.read(&p.key, None, RangeOptions::default()).map_err(mvcc_error)?;
+                    let rr = src
+                        .read(&p.key, None, RangeOptions::default())
+                        .map_err(mvcc_error)?;
                     if rr.kvs.is_empty() {
                         return Err(EtcdError::KeyNotFound);
                     }
@@ -288,8 +346,13 @@ fn check_path(
                 }
             }
             Some(Request::RequestRange(r)) if r.revision != 0 => {
-                let probe = RangeOptions { count_only: true, rev: r.revision, ..RangeOptions::default() };
-                src.read(&r.key, range_end(&r.range_end), probe).map_err(mvcc_error)?;
+                let probe = RangeOptions {
+                    count_only: true,
+                    rev: r.revision,
+                    ..RangeOptions::default()
+                };
+                src.read(&r.key, range_end(&r.range_end), probe)
+                    .map_err(mvcc_error)?;
             }
             Some(Request::RequestTxn(inner)) => check_path(src, inner, path, lease_exists)?,
             _ => {}
@@ -304,7 +367,11 @@ pub fn txn_read(src: &dyn RangeSource, t: &TxnRequest, rev: i64) -> Result<TxnRe
     txn_path(src, t, &mut path)?;
     let mut branches = path.iter();
     let responses = run_reads(src, t, &mut branches)?;
-    Ok(TxnResponse { header: header(rev), succeeded: path[0], responses })
+    Ok(TxnResponse {
+        header: header(rev),
+        succeeded: path[0],
+        responses,
+    })
 }
 
 fn run_reads(
@@ -343,7 +410,11 @@ pub fn txn_write<'s, B: Backend>(
     check_path(&txn, t, &mut path.iter(), lease_exists)?;
     let mut branches = path.iter();
     let responses = run_writes(&mut txn, t, &mut branches)?;
-    let response = TxnResponse { header: header(txn.rev()), succeeded: path[0], responses };
+    let response = TxnResponse {
+        header: header(txn.rev()),
+        succeeded: path[0],
+        responses,
+    };
     Ok((txn, response))
 }
 
@@ -359,12 +430,18 @@ fn run_writes<B: Backend>(
         let response = match &op.request {
             Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(&*txn, r)?)),
             Some(Request::RequestPut(p)) => Some(Response::ResponsePut(put(txn, p)?)),
-            Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(txn, d)?)),
+            Some(Request::RequestDeleteRange(d)) => {
+                Some(Response::ResponseDeleteRange(delete_range(txn, d)?))
+            }
             Some(Request::RequestTxn(inner)) => {
                 let succeeded = path.clone().next().copied().unwrap_or(false);
                 let responses = run_writes(txn, inner, path)?;
                 // etcd leaves a nested txn's header empty.
-                Some(Response::ResponseTxn(TxnResponse { header: header(0), succeeded, responses }))
+                Some(Response::ResponseTxn(TxnResponse {
+                    header: header(0),
+                    succeeded,
+                    responses,
+                }))
             }
             None => None,
         };

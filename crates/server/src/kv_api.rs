@@ -6,8 +6,8 @@ use ironcd_api::{ApiResult, EtcdError, KvApi};
 use ironcd_backend::Backend;
 use ironcd_proto::etcdserverpb::{
     AlarmRequest, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, InternalRaftRequest, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, TxnRequest, TxnResponse,
+    DeleteRangeResponse, InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnRequest, TxnResponse,
 };
 
 use crate::kv;
@@ -38,7 +38,10 @@ impl EtcdServer {
                 member_id: self.id(),
                 alarm: AlarmType::Nospace as i32,
             };
-            let req = InternalRaftRequest { alarm: Some(alarm), ..Default::default() };
+            let req = InternalRaftRequest {
+                alarm: Some(alarm),
+                ..Default::default()
+            };
             let _ = self.propose(req).await;
         }
         Err(EtcdError::NoSpace)
@@ -64,8 +67,12 @@ impl KvApi for EtcdServer {
     }
 
     async fn put(&self, r: PutRequest) -> ApiResult<PutResponse> {
-        self.check_quota((r.key.len() + r.value.len()) as u64).await?;
-        let req = InternalRaftRequest { put: Some(r), ..Default::default() };
+        self.check_quota((r.key.len() + r.value.len()) as u64)
+            .await?;
+        let req = InternalRaftRequest {
+            put: Some(r),
+            ..Default::default()
+        };
         match self.propose(req).await? {
             Applied::Put(mut resp) => {
                 self.complete(&mut resp.header);
@@ -76,7 +83,10 @@ impl KvApi for EtcdServer {
     }
 
     async fn delete_range(&self, r: DeleteRangeRequest) -> ApiResult<DeleteRangeResponse> {
-        let req = InternalRaftRequest { delete_range: Some(r), ..Default::default() };
+        let req = InternalRaftRequest {
+            delete_range: Some(r),
+            ..Default::default()
+        };
         match self.propose(req).await? {
             Applied::Delete(mut resp) => {
                 self.complete(&mut resp.header);
@@ -101,7 +111,10 @@ impl KvApi for EtcdServer {
         }
         let cost = prost::Message::encoded_len(&r) as u64;
         self.check_quota(cost).await?;
-        let req = InternalRaftRequest { txn: Some(r), ..Default::default() };
+        let req = InternalRaftRequest {
+            txn: Some(r),
+            ..Default::default()
+        };
         match self.propose(req).await? {
             Applied::Txn(mut resp) => {
                 self.complete(&mut resp.header);
@@ -113,7 +126,10 @@ impl KvApi for EtcdServer {
 
     async fn compact(&self, r: CompactionRequest) -> ApiResult<CompactionResponse> {
         let physical = r.physical;
-        let req = InternalRaftRequest { compaction: Some(r), ..Default::default() };
+        let req = InternalRaftRequest {
+            compaction: Some(r),
+            ..Default::default()
+        };
         match self.propose(req).await? {
             Applied::Compact(mut resp, wait) => {
                 if let (true, Some(wait)) = (physical, wait) {

@@ -19,6 +19,7 @@
 
 mod apply;
 mod cluster_api;
+pub mod compactor;
 pub mod config;
 mod error;
 pub mod flags;

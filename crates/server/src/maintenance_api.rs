@@ -52,7 +52,10 @@ impl EtcdServer {
             .read()
             .iter()
             .filter(|(_, a)| of == AlarmType::None as i32 || *a == of)
-            .map(|(member_id, alarm)| AlarmMember { member_id: *member_id, alarm: *alarm })
+            .map(|(member_id, alarm)| AlarmMember {
+                member_id: *member_id,
+                alarm: *alarm,
+            })
             .collect()
     }
 }
@@ -60,9 +63,15 @@ impl EtcdServer {
 impl MaintenanceApi for EtcdServer {
     async fn alarm(&self, r: AlarmRequest) -> ApiResult<AlarmResponse> {
         if r.action() == AlarmAction::Get {
-            return Ok(AlarmResponse { header: self.current_header(), alarms: self.alarm_list(r.alarm) });
+            return Ok(AlarmResponse {
+                header: self.current_header(),
+                alarms: self.alarm_list(r.alarm),
+            });
         }
-        let req = InternalRaftRequest { alarm: Some(r), ..Default::default() };
+        let req = InternalRaftRequest {
+            alarm: Some(r),
+            ..Default::default()
+        };
         match self.propose(req).await? {
             Applied::Alarm(mut resp) => {
                 resp.header = self.current_header();
@@ -76,14 +85,22 @@ impl MaintenanceApi for EtcdServer {
         let status = self.inner.node.status().await.map_err(raft_error)?;
         let (db_size, db_size_in_use) = {
             let store = self.state().store();
-            (store.backend().size_bytes(), store.backend().size_in_use_bytes())
+            (
+                store.backend().size_bytes(),
+                store.backend().size_in_use_bytes(),
+            )
         };
         let errors = self
             .alarm_list(AlarmType::None as i32)
             .iter()
             .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
             .collect();
-        let is_learner = self.state().members.read().get(self.id()).is_some_and(|m| m.is_learner);
+        let is_learner = self
+            .state()
+            .members
+            .read()
+            .get(self.id())
+            .is_some_and(|m| m.is_learner);
         Ok(StatusResponse {
             header: self.current_header(),
             version: ETCD_API_VERSION.into(),
@@ -107,16 +124,30 @@ impl MaintenanceApi for EtcdServer {
             .await
             .map_err(internal)?
             .map_err(internal)?;
-        Ok(DefragmentResponse { header: self.current_header() })
+        Ok(DefragmentResponse {
+            header: self.current_header(),
+        })
     }
 
     async fn hash(&self, _r: HashRequest) -> ApiResult<HashResponse> {
-        let hash = self.state().store().backend().hash(&|_, _| false).map_err(internal)?;
-        Ok(HashResponse { header: self.current_header(), hash })
+        let hash = self
+            .state()
+            .store()
+            .backend()
+            .hash(&|_, _| false)
+            .map_err(internal)?;
+        Ok(HashResponse {
+            header: self.current_header(),
+            hash,
+        })
     }
 
     async fn hash_kv(&self, r: HashKvRequest) -> ApiResult<HashKvResponse> {
-        let h = self.state().store().hash_by_rev(r.revision).map_err(mvcc_error)?;
+        let h = self
+            .state()
+            .store()
+            .hash_by_rev(r.revision)
+            .map_err(mvcc_error)?;
         Ok(HashKvResponse {
             header: self.header(h.current_rev),
             hash: h.hash,
@@ -131,7 +162,10 @@ impl MaintenanceApi for EtcdServer {
             let store = server.state().store();
             let backend = store.backend();
             let mut data = Vec::new();
-            backend.force_commit().and_then(|_| backend.snapshot(&mut data)).map(|_| data)
+            backend
+                .force_commit()
+                .and_then(|_| backend.snapshot(&mut data))
+                .map(|_| data)
         })
         .await
         .map_err(internal)?
@@ -163,7 +197,11 @@ impl MaintenanceApi for EtcdServer {
             return Err(EtcdError::BadLeaderTransferee);
         }
         if r.target_id != self.id() {
-            self.inner.node.transfer_leader(r.target_id).await.map_err(raft_error)?;
+            self.inner
+                .node
+                .transfer_leader(r.target_id)
+                .await
+                .map_err(raft_error)?;
             let deadline = Instant::now() + self.inner.request_timeout;
             while self.leader().await != r.target_id {
                 if Instant::now() > deadline {
@@ -172,6 +210,8 @@ impl MaintenanceApi for EtcdServer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        Ok(MoveLeaderResponse { header: self.current_header() })
+        Ok(MoveLeaderResponse {
+            header: self.current_header(),
+        })
     }
 }

@@ -167,19 +167,34 @@ mod tests {
         {
             let mut tx = backend.batch_tx();
             for m in initial_members(
-                &[InitialMember { name: "a".into(), peer_urls: vec!["http://a:1".into()] }],
+                &[InitialMember {
+                    name: "a".into(),
+                    peer_urls: vec!["http://a:1".into()],
+                }],
                 "tok",
             ) {
                 members.upsert(&mut tx, m);
             }
             let id = members.list()[0].id;
             assert!(members.update(&mut tx, id, |m| m.client_ur_ls = vec!["http://a:2".into()]));
-            members.upsert(&mut tx, Member { id: 9, name: String::new(), peer_ur_ls: vec!["http://b:1".into()], client_ur_ls: vec![], is_learner: true });
+            members.upsert(
+                &mut tx,
+                Member {
+                    id: 9,
+                    name: String::new(),
+                    peer_ur_ls: vec!["http://b:1".into()],
+                    client_ur_ls: vec![],
+                    is_learner: true,
+                },
+            );
             members.remove(&mut tx, 9);
         }
         let loaded = Members::load(&backend).unwrap();
         assert_eq!(loaded, members);
         assert!(loaded.is_removed(9));
-        assert_eq!(loaded.list()[0].client_ur_ls, vec!["http://a:2".to_string()]);
+        assert_eq!(
+            loaded.list()[0].client_ur_ls,
+            vec!["http://a:2".to_string()]
+        );
     }
 }

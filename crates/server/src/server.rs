@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironcd_api::{ApiResult, EtcdError};
-use ironcd_proto::etcdserverpb::{
-    InternalRaftRequest, RequestHeader, ResponseHeader,
-};
+use ironcd_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
 use ironcd_raft_node::{GrpcTransport, RaftNode};
 use prost::Message;
 use tokio::sync::oneshot;
@@ -103,20 +101,40 @@ impl EtcdServer {
     /// Proposes `req` and waits for this member to apply it.
     pub(crate) async fn propose(&self, mut req: InternalRaftRequest) -> ApiResult<Applied> {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        req.header = Some(RequestHeader { id, ..RequestHeader::default() });
+        req.header = Some(RequestHeader {
+            id,
+            ..RequestHeader::default()
+        });
         let data = req.encode_to_vec();
         if data.len() as u64 > self.inner.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
         let (tx, rx) = oneshot::channel();
         self.state().waits.lock().insert(id, tx);
-        let _guard = WaitGuard { state: self.state(), id };
-        self.inner.metrics.proposals_pending.fetch_add(1, Ordering::Relaxed);
+        let _guard = WaitGuard {
+            state: self.state(),
+            id,
+        };
+        self.inner
+            .metrics
+            .proposals_pending
+            .fetch_add(1, Ordering::Relaxed);
         let result = self.propose_and_wait(data, rx).await;
-        self.inner.metrics.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .proposals_pending
+            .fetch_sub(1, Ordering::Relaxed);
         match &result {
-            Ok(_) => self.inner.metrics.proposals_committed.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.inner.metrics.proposals_failed.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => self
+                .inner
+                .metrics
+                .proposals_committed
+                .fetch_add(1, Ordering::Relaxed),
+            Err(_) => self
+                .inner
+                .metrics
+                .proposals_failed
+                .fetch_add(1, Ordering::Relaxed),
         };
         result
     }
@@ -146,7 +164,9 @@ impl EtcdServer {
         let mut applied = self.state().applied.subscribe();
         let outcome = {
             let wait = applied.wait_for(|a| *a >= index);
-            tokio::time::timeout(self.inner.request_timeout, wait).await.map(|r| r.is_ok())
+            tokio::time::timeout(self.inner.request_timeout, wait)
+                .await
+                .map(|r| r.is_ok())
         };
         match outcome {
             Ok(true) => Ok(()),
@@ -157,6 +177,11 @@ impl EtcdServer {
 
     /// The raft leader as this member knows it (0 = none).
     pub(crate) async fn leader(&self) -> u64 {
-        self.inner.node.status().await.map(|s| s.leader).unwrap_or(0)
+        self.inner
+            .node
+            .status()
+            .await
+            .map(|s| s.leader)
+            .unwrap_or(0)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironcd_api::{Limits, Services};
-use ironcd_backend::{BackendConfig, Backend};
+use ironcd_backend::{Backend, BackendConfig};
 use ironcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use ironcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use ironcd_proto::etcdserverpb::{
@@ -47,7 +47,10 @@ impl Identity {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let fields: Option<Vec<u64>> = text.split_whitespace().map(|f| u64::from_str_radix(f, 16).ok()).collect();
+        let fields: Option<Vec<u64>> = text
+            .split_whitespace()
+            .map(|f| u64::from_str_radix(f, 16).ok())
+            .collect();
         match fields.as_deref() {
             Some([id, cluster_id, join, voters @ ..]) => Ok(Some(Identity {
                 id: *id,
@@ -55,12 +58,19 @@ impl Identity {
                 join: *join == 1,
                 voters: voters.to_vec(),
             })),
-            _ => Err(Error::DataDir(format!("unreadable identity file: {text:?}"))),
+            _ => Err(Error::DataDir(format!(
+                "unreadable identity file: {text:?}"
+            ))),
         }
     }
 
     fn save(&self, member_dir: &Path) -> Result<()> {
-        let mut line = format!("{:x} {:x} {:x}", self.id, self.cluster_id, u8::from(self.join));
+        let mut line = format!(
+            "{:x} {:x} {:x}",
+            self.id,
+            self.cluster_id,
+            u8::from(self.join)
+        );
         for v in &self.voters {
             line.push_str(&format!(" {v:x}"));
         }
@@ -84,7 +94,10 @@ fn sorted(urls: &[String]) -> Vec<String> {
 fn bootstrap_new(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
     let members = initial_members(&cfg.initial_cluster, &cfg.initial_cluster_token);
     let me = members.iter().find(|m| m.name == cfg.name).ok_or_else(|| {
-        Error::Config(format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name))
+        Error::Config(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            cfg.name
+        ))
     })?;
     if sorted(&me.peer_ur_ls) != sorted(&cfg.initial_advertise_peer_urls) {
         return Err(Error::Config(format!(
@@ -95,7 +108,12 @@ fn bootstrap_new(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
         )));
     }
     let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-    let identity = Identity { id: me.id, cluster_id: cluster_id(&ids), join: false, voters: ids };
+    let identity = Identity {
+        id: me.id,
+        cluster_id: cluster_id(&ids),
+        join: false,
+        voters: ids,
+    };
     Ok((identity, members))
 }
 
@@ -107,8 +125,15 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
     for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.name) {
         for url in &m.peer_urls {
             let answer = async {
-                let mut client = ClusterClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
-                client.member_list(MemberListRequest { linearizable: false }).await.map_err(|e| e.to_string())
+                let mut client = ClusterClient::connect(url.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .member_list(MemberListRequest {
+                        linearizable: false,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
             };
             let resp = match tokio::time::timeout(Duration::from_secs(5), answer).await {
                 Ok(Ok(resp)) => resp.into_inner(),
@@ -128,18 +153,27 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
                     mine.join(",")
                 )));
             };
-            let identity = Identity { id: me.id, cluster_id: cluster, join: true, voters: Vec::new() };
+            let identity = Identity {
+                id: me.id,
+                cluster_id: cluster,
+                join: true,
+                voters: Vec::new(),
+            };
             return Ok((identity, resp.members));
         }
     }
-    Err(Error::Config(format!("could not fetch the cluster's members: {last_error}")))
+    Err(Error::Config(format!(
+        "could not fetch the cluster's members: {last_error}"
+    )))
 }
 
 /// `host:port` of a URL, for binding.
 pub fn host_port(url: &str) -> Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| Error::Config(format!("unsupported URL {url:?} (only http:// is served so far)")))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        Error::Config(format!(
+            "unsupported URL {url:?} (only http:// is served so far)"
+        ))
+    })?;
     let rest = rest.trim_end_matches('/');
     if !rest.contains(':') {
         return Err(Error::Config(format!("URL {url:?} has no port")));
@@ -233,9 +267,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         .filter(|m| m.id != identity.id)
         .filter_map(|m| m.peer_ur_ls.first().map(|u| (m.id, u.clone())))
         .collect();
-    let transport = Arc::new(GrpcTransport::new(identity.id, identity.cluster_id, peers, TransportConfig::default()));
+    let transport = Arc::new(GrpcTransport::new(
+        identity.id,
+        identity.cluster_id,
+        peers,
+        TransportConfig::default(),
+    ));
     let rc = raft_config(&cfg, &identity);
-    let (node, stream) = RaftNode::start(rc.clone(), &member_dir, transport.clone(), consistent_index)?;
+    let (node, stream) =
+        RaftNode::start(rc.clone(), &member_dir, transport.clone(), consistent_index)?;
     let applier = Applier {
         state: state.clone(),
         node: node.clone(),
@@ -243,8 +283,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         id: identity.id,
         consistent_index,
     };
-    let applier = std::thread::Builder::new().name("applier".into()).spawn(move || applier.run(stream))?;
-    tracing::info!(cluster_version = "3.5", "enabled capabilities for version 3.5");
+    let applier = std::thread::Builder::new()
+        .name("applier".into())
+        .spawn(move || applier.run(stream))?;
+    tracing::info!(
+        cluster_version = "3.5",
+        "enabled capabilities for version 3.5"
+    );
     let server = EtcdServer {
         inner: Arc::new(Inner {
             id: identity.id,
@@ -259,11 +304,23 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         }),
     };
     let (shutdown, _) = watch::channel(false);
-    let mut running = Running { server: server.clone(), shutdown, tasks: Vec::new(), applier: Some(applier) };
+    let mut running = Running {
+        server: server.clone(),
+        shutdown,
+        tasks: Vec::new(),
+        applier: Some(applier),
+    };
     if let Err(e) = listen(&mut running).await {
         running.stop().await;
         return Err(e);
     }
+    let mode = server.inner.cfg.auto_compaction;
+    let stop = running.shutdown.subscribe();
+    running.tasks.push(tokio::spawn(crate::compactor::run(
+        server.clone(),
+        mode,
+        stop,
+    )));
     running.tasks.push(tokio::spawn(publish(server)));
     Ok(running)
 }
@@ -279,36 +336,57 @@ async fn bind(url: &str) -> Result<tokio::net::TcpListener> {
 async fn listen(running: &mut Running) -> Result<()> {
     let server = running.server.clone();
     let cfg = &server.inner.cfg;
-    let limits = Limits { max_txn_ops: cfg.max_txn_ops, max_request_bytes: cfg.max_request_bytes };
+    let limits = Limits {
+        max_txn_ops: cfg.max_txn_ops,
+        max_request_bytes: cfg.max_request_bytes,
+    };
     let services = Services::new(Arc::new(server.clone()), limits);
     for url in &cfg.listen_peer_urls {
         let listener = bind(url).await?;
         let routes = tonic::service::Routes::new(server.inner.transport.service())
             .add_service(ClusterServer::new(services.clone()))
             .into_axum_router();
-        running.tasks.push(serve(listener, routes, running.shutdown.subscribe()));
+        running
+            .tasks
+            .push(serve(listener, routes, running.shutdown.subscribe()));
         tracing::info!(address = %url, "serving peer traffic");
     }
     for url in &cfg.listen_client_urls {
         let listener = bind(url).await?;
-        let routes = services.routes().into_axum_router().merge(crate::http::routes(server.clone()));
-        running.tasks.push(serve(listener, routes, running.shutdown.subscribe()));
+        let routes = services
+            .routes()
+            .into_axum_router()
+            .merge(crate::http::routes(server.clone()));
+        running
+            .tasks
+            .push(serve(listener, routes, running.shutdown.subscribe()));
         tracing::info!(address = %url, "serving client traffic insecurely");
     }
     for url in &cfg.listen_metrics_urls {
         let listener = bind(url).await?;
-        running.tasks.push(serve(listener, crate::http::routes(server.clone()), running.shutdown.subscribe()));
+        running.tasks.push(serve(
+            listener,
+            crate::http::routes(server.clone()),
+            running.shutdown.subscribe(),
+        ));
         tracing::info!(address = %url, "serving /metrics and /health");
     }
     Ok(())
 }
 
-fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "listener stopped");
         }
     })
@@ -326,7 +404,10 @@ async fn publish(server: EtcdServer) {
         }),
     };
     loop {
-        let req = InternalRaftRequest { cluster_member_attr_set: Some(attr.clone()), ..Default::default() };
+        let req = InternalRaftRequest {
+            cluster_member_attr_set: Some(attr.clone()),
+            ..Default::default()
+        };
         match server.propose(req).await {
             Ok(_) => break,
             Err(e) => {

@@ -72,7 +72,9 @@ pub struct StoreGuard<'a>(RwLockReadGuard<'a, Option<KvStore>>);
 impl std::ops::Deref for StoreGuard<'_> {
     type Target = KvStore;
     fn deref(&self) -> &KvStore {
-        self.0.as_ref().expect("the store is only absent inside a restore")
+        self.0
+            .as_ref()
+            .expect("the store is only absent inside a restore")
     }
 }
 
@@ -102,16 +104,23 @@ fn settle_restore(member_dir: &Path) -> Result<()> {
 fn read_u64(backend: &RocksBackend, key: &[u8]) -> Result<u64> {
     match backend.read_tx().get(Bucket::META, key)? {
         None => Ok(0),
-        Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-            Error::Corrupt(format!("meta {:?} is {} bytes", String::from_utf8_lossy(key), v.len()))
-        })?)),
+        Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
+            |_| {
+                Error::Corrupt(format!(
+                    "meta {:?} is {} bytes",
+                    String::from_utf8_lossy(key),
+                    v.len()
+                ))
+            },
+        )?)),
     }
 }
 
 fn load_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
     let mut out = BTreeSet::new();
     for (k, _) in backend.read_tx().range(Bucket::ALARM, &[], Some(&[]), 0)? {
-        let a = AlarmMember::decode(k.as_slice()).map_err(|e| Error::Corrupt(format!("alarm: {e}")))?;
+        let a =
+            AlarmMember::decode(k.as_slice()).map_err(|e| Error::Corrupt(format!("alarm: {e}")))?;
         out.insert((a.member_id, a.alarm));
     }
     Ok(out)
@@ -187,7 +196,8 @@ impl State {
         std::fs::rename(&restore, db_dir(&self.member_dir))?;
         let backend = RocksBackend::open(db_dir(&self.member_dir), self.backend_config.clone())?;
         let consistent_index = read_u64(&backend, CONSISTENT_INDEX_KEY)?;
-        self.term.fetch_max(read_u64(&backend, TERM_KEY)?, Ordering::Relaxed);
+        self.term
+            .fetch_max(read_u64(&backend, TERM_KEY)?, Ordering::Relaxed);
         *self.members.write() = Members::load(&backend)?;
         *self.alarms.write() = load_alarms(&backend)?;
         *slot = Some(Store::open(Arc::new(backend), StoreConfig::default())?);
