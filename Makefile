@@ -40,6 +40,10 @@ deps:
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi; \
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then \
+		echo "stopping the etcd service Debian started (it holds port 2379)"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; $$sudo systemctl disable --now etcd; \
 	fi
 
 # Builds RocksDB from source once, with the features ironcd-backend asks for.
