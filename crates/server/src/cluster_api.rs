@@ -17,6 +17,8 @@ use prost::Message;
 use crate::members::member_id;
 use crate::server::{raft_error, EtcdServer};
 
+// etcd's Cluster responses carry no revision: `header(0)` below.
+
 /// etcd promotes a learner once it has 90 % of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
 
@@ -181,7 +183,7 @@ impl ClusterApi for EtcdServer {
         };
         self.change_membership(change, &member).await?;
         Ok(MemberAddResponse {
-            header: self.current_header(),
+            header: self.header(0),
             member: Some(member),
             members: self.member_list_now(),
         })
@@ -201,7 +203,7 @@ impl ClusterApi for EtcdServer {
         self.change_membership(ConfChange::Remove(r.id), &member)
             .await?;
         Ok(MemberRemoveResponse {
-            header: self.current_header(),
+            header: self.header(0),
             members: self.member_list_now(),
         })
     }
@@ -228,7 +230,7 @@ impl ClusterApi for EtcdServer {
         };
         self.propose(req).await?;
         Ok(MemberUpdateResponse {
-            header: self.current_header(),
+            header: self.header(0),
             members: self.member_list_now(),
         })
     }
@@ -238,7 +240,7 @@ impl ClusterApi for EtcdServer {
             self.linearize().await?;
         }
         Ok(MemberListResponse {
-            header: self.current_header(),
+            header: self.header(0),
             members: self.member_list_now(),
         })
     }
@@ -249,7 +251,7 @@ impl ClusterApi for EtcdServer {
             other => other?,
         }
         Ok(MemberPromoteResponse {
-            header: self.current_header(),
+            header: self.header(0),
             members: self.member_list_now(),
         })
     }

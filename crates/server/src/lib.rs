@@ -28,6 +28,7 @@ mod kv;
 mod kv_api;
 mod maintenance_api;
 mod members;
+pub mod restore;
 mod metrics;
 pub mod run;
 mod server;

@@ -5,8 +5,37 @@ use std::process::ExitCode;
 
 use ironcd_server::flags::{self, Action};
 
+/// `ironcd snapshot restore FILE [etcd flags]`: see `ironcd_server::restore`.
+fn restore(mut args: Vec<std::ffi::OsString>) -> ExitCode {
+    let file = std::path::PathBuf::from(args.remove(3));
+    args.drain(1..3);
+    let cfg = match flags::parse_args(args).map(|p| p.action) {
+        Ok(Action::Serve(cfg)) => *cfg,
+        Ok(Action::PrintVersion(text) | Action::PrintHelp(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ironcd: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    ironcd_server::run::init_logging(cfg.log_level);
+    match ironcd_server::restore::restore(&cfg, &file) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ironcd: snapshot restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let parsed = match flags::parse_args(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() >= 4 && args[1] == "snapshot" && args[2] == "restore" {
+        return restore(args);
+    }
+    let parsed = match flags::parse_args(args) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("ironcd: {e}");

@@ -63,8 +63,9 @@ impl EtcdServer {
 impl MaintenanceApi for EtcdServer {
     async fn alarm(&self, r: AlarmRequest) -> ApiResult<AlarmResponse> {
         if r.action() == AlarmAction::Get {
+            // etcd answers alarms without a header.
             return Ok(AlarmResponse {
-                header: self.current_header(),
+                header: None,
                 alarms: self.alarm_list(r.alarm),
             });
         }
@@ -73,10 +74,7 @@ impl MaintenanceApi for EtcdServer {
             ..Default::default()
         };
         match self.propose(req).await? {
-            Applied::Alarm(mut resp) => {
-                resp.header = self.current_header();
-                Ok(resp)
-            }
+            Applied::Alarm(resp) => Ok(resp),
             _ => Err(internal("unexpected apply result for alarm")),
         }
     }
