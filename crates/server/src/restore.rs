@@ -20,7 +20,10 @@ const CHECKSUM_BYTES: usize = 32;
 /// Checks the file's trailer and returns the data before it.
 fn verified(file: &[u8]) -> Result<&[u8]> {
     if file.len() < CHECKSUM_BYTES || (file.len() - CHECKSUM_BYTES) % 512 != 0 {
-        return Err(Error::DataDir(format!("snapshot of {} bytes has no SHA-256 trailer", file.len())));
+        return Err(Error::DataDir(format!(
+            "snapshot of {} bytes has no SHA-256 trailer",
+            file.len()
+        )));
     }
     let (data, sum) = file.split_at(file.len() - CHECKSUM_BYTES);
     if sha2::Sha256::digest(data).as_slice() != sum {
@@ -42,7 +45,10 @@ fn clear(backend: &RocksBackend, bucket: Bucket) -> Result<()> {
 /// Writes `cfg.data_dir` from `snapshot_file`; the directory must not exist.
 pub fn restore(cfg: &ServerConfig, snapshot_file: &Path) -> Result<()> {
     if cfg.data_dir.exists() {
-        return Err(Error::DataDir(format!("data-dir {:?} exists", cfg.data_dir)));
+        return Err(Error::DataDir(format!(
+            "data-dir {:?} exists",
+            cfg.data_dir
+        )));
     }
     let file = std::fs::read(snapshot_file)?;
     let data = verified(&file)?;

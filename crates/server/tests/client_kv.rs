@@ -77,7 +77,12 @@ on_both_implementations!(
 /// Leases on the reference; ironcd serves Lease in a later issue.
 #[tokio::test]
 async fn etcd_lease_dependent_put_and_txn() {
-    run(Impl::Etcd, "lease_dependent_put_and_txn", lease_dependent_put_and_txn).await;
+    run(
+        Impl::Etcd,
+        "lease_dependent_put_and_txn",
+        lease_dependent_put_and_txn,
+    )
+    .await;
 }
 
 /// Until the Lease service lands, ironcd answers it `Unimplemented` at once
@@ -85,16 +90,20 @@ async fn etcd_lease_dependent_put_and_txn() {
 /// lands, run `lease_dependent_put_and_txn` on ironcd instead.
 #[tokio::test]
 async fn ironcd_lease_service_not_served_yet() {
-    run(Impl::Ironcd, "lease_service_not_served_yet", |mut client: Client| async move {
-        match client.lease_grant(600, None).await {
-            Err(Error::GRpcStatus(status)) => assert_eq!(status.code(), Code::Unimplemented),
-            other => panic!("LeaseGrant should be Unimplemented, got {other:?}"),
-        }
-        let put = client
-            .put("leased", "v", Some(PutOptions::new().with_lease(0x1234)))
-            .await;
-        assert_status(&mut client, put, Code::NotFound, LEASE_NOT_FOUND).await;
-    })
+    run(
+        Impl::Ironcd,
+        "lease_service_not_served_yet",
+        |mut client: Client| async move {
+            match client.lease_grant(600, None).await {
+                Err(Error::GRpcStatus(status)) => assert_eq!(status.code(), Code::Unimplemented),
+                other => panic!("LeaseGrant should be Unimplemented, got {other:?}"),
+            }
+            let put = client
+                .put("leased", "v", Some(PutOptions::new().with_lease(0x1234)))
+                .await;
+            assert_status(&mut client, put, Code::NotFound, LEASE_NOT_FOUND).await;
+        },
+    )
     .await;
 }
 
