@@ -1384,6 +1384,8 @@ fn messages_etcd_client_lacks() {
         auth_role_get: Some(pb::AuthRoleGetRequest::default()) => 1202 Len,
         auth_role_grant_permission: Some(pb::AuthRoleGrantPermissionRequest::default()) => 1203 Len,
         auth_role_revoke_permission: Some(pb::AuthRoleRevokePermissionRequest::default()) => 1204 Len,
+        cluster_member_attr_set: Some(pb::ClusterMemberAttrSetRequest::default()) => 1301 Len,
+        member_update: Some(pb::MemberUpdateRequest::default()) => 2001 Len,
     });
 }
 

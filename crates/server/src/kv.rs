@@ -449,3 +449,163 @@ fn run_writes<B: Backend>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironcd_backend::{BackendConfig, MemBackend};
+    use ironcd_mvcc::StoreConfig;
+    use ironcd_proto::etcdserverpb::compare::CompareResult as R;
+    use std::sync::Arc;
+
+    fn store() -> Store<MemBackend> {
+        let backend = Arc::new(MemBackend::open_in_memory(BackendConfig::default()));
+        let store = Store::open(backend, StoreConfig::default()).unwrap();
+        for (k, v) in [("a", "3"), ("b", "1"), ("c", "2"), ("b", "9")] {
+            store.write().put(k.as_bytes(), v.as_bytes(), 0);
+        }
+        store
+    }
+
+    fn keys(r: &RangeResponse) -> Vec<String> {
+        r.kvs
+            .iter()
+            .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn range_sorts_then_limits_and_counts_everything() {
+        let s = store();
+        let read = s.read();
+        let all = |order: SortOrder, target: SortTarget, limit| RangeRequest {
+            key: b"a".to_vec(),
+            range_end: vec![0],
+            sort_order: order as i32,
+            sort_target: target as i32,
+            limit,
+            ..Default::default()
+        };
+        let r = range(&read, &all(SortOrder::Descend, SortTarget::Value, 2)).unwrap();
+        assert_eq!(
+            (keys(&r), r.count, r.more),
+            (vec!["b".into(), "a".into()], 3, true)
+        );
+        // A non-key target with no order sorts ascending.
+        let r = range(&read, &all(SortOrder::None, SortTarget::Mod, 0)).unwrap();
+        assert_eq!(keys(&r), ["a", "c", "b"]);
+        let r = range(&read, &all(SortOrder::None, SortTarget::Key, 1)).unwrap();
+        assert_eq!((keys(&r), r.more), (vec!["a".into()], true));
+    }
+
+    fn cmp(key: &str, target: CompareTarget, result: R, union: TargetUnion) -> Compare {
+        Compare {
+            key: key.into(),
+            target: target as i32,
+            result: result as i32,
+            target_union: Some(union),
+            range_end: vec![],
+        }
+    }
+
+    #[test]
+    fn compares_follow_etcd() {
+        let s = store();
+        let read = s.read();
+        let check = |c: Compare| compare(&read, &c).unwrap();
+        assert!(check(cmp(
+            "b",
+            CompareTarget::Version,
+            R::Equal,
+            TargetUnion::Version(2)
+        )));
+        assert!(check(cmp(
+            "b",
+            CompareTarget::Value,
+            R::Greater,
+            TargetUnion::Value(b"1".to_vec())
+        )));
+        // A missing key compares as a zero key-value, except by value.
+        assert!(check(cmp(
+            "zz",
+            CompareTarget::Create,
+            R::Equal,
+            TargetUnion::CreateRevision(0)
+        )));
+        assert!(!check(cmp(
+            "zz",
+            CompareTarget::Value,
+            R::NotEqual,
+            TargetUnion::Value(vec![])
+        )));
+        let mut over_range = cmp(
+            "a",
+            CompareTarget::Mod,
+            R::Less,
+            TargetUnion::ModRevision(5),
+        );
+        over_range.range_end = b"c".to_vec();
+        assert!(!check(over_range), "b was modified at 5");
+    }
+
+    #[test]
+    fn a_write_txn_takes_one_revision_and_nested_headers_stay_empty() {
+        let s = store();
+        let put_op = |k: &str| RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: k.into(),
+                value: b"x".to_vec(),
+                ..Default::default()
+            })),
+        };
+        let inner = TxnRequest {
+            compare: vec![],
+            success: vec![put_op("y")],
+            failure: vec![],
+        };
+        let t = TxnRequest {
+            compare: vec![cmp(
+                "a",
+                CompareTarget::Value,
+                R::Equal,
+                TargetUnion::Value(b"3".to_vec()),
+            )],
+            success: vec![
+                put_op("x"),
+                RequestOp {
+                    request: Some(Request::RequestTxn(inner)),
+                },
+            ],
+            failure: vec![],
+        };
+        let (txn, resp) = txn_write(&s, &t, &|_| false).unwrap();
+        drop(txn);
+        assert!(resp.succeeded);
+        assert_eq!(resp.header.unwrap().revision, 6);
+        assert_eq!(s.current_rev(), 6);
+        match &resp.responses[1].response {
+            Some(Response::ResponseTxn(nested)) => {
+                assert!(nested.succeeded);
+                assert_eq!(nested.header.unwrap().revision, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A put with an unknown lease fails before anything is written.
+        let leased = TxnRequest {
+            compare: vec![],
+            success: vec![RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: b"l".to_vec(),
+                    lease: 7,
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![],
+        };
+        assert!(matches!(
+            txn_write(&s, &leased, &|_| false),
+            Err(EtcdError::LeaseNotFound)
+        ));
+        assert_eq!(s.current_rev(), 6);
+    }
+}
