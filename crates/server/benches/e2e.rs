@@ -7,7 +7,6 @@
 //! 5) sets each row's length, `IRONCD_BENCH_CLIENTS` (default 256) the
 //! concurrency, `IRONCD_BENCH_CONNS` (default 16) the connections.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -19,7 +19,7 @@ const CHECKSUM_BYTES: usize = 32;
 
 /// Checks the file's trailer and returns the data before it.
 fn verified(file: &[u8]) -> Result<&[u8]> {
-    if file.len() < CHECKSUM_BYTES || (file.len() - CHECKSUM_BYTES) % 512 != 0 {
+    if file.len() < CHECKSUM_BYTES || !(file.len() - CHECKSUM_BYTES).is_multiple_of(512) {
         return Err(Error::DataDir(format!(
             "snapshot of {} bytes has no SHA-256 trailer",
             file.len()
