@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 
 use ironcd_api::{ApiResult, EtcdError, KvApi};
-use ironcd_backend::Backend;
 use ironcd_proto::etcdserverpb::{
     AlarmRequest, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse,
@@ -22,7 +21,7 @@ impl EtcdServer {
     /// Refuses a write that would take the backend past the quota, raising
     /// the NOSPACE alarm as etcd does; refuses every write while it is up.
     async fn check_quota(&self, cost: u64) -> ApiResult<()> {
-        let size = self.state().store().backend().size_bytes();
+        let size = self.state().db_size_bytes.load(Ordering::Relaxed);
         if size + cost <= self.inner.cfg.quota_backend_bytes {
             return Ok(());
         }

@@ -321,6 +321,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         mode,
         stop,
     )));
+    running
+        .tasks
+        .push(tokio::spawn(refresh_db_size(server.clone())));
     running.tasks.push(tokio::spawn(publish(server)));
     Ok(running)
 }
@@ -390,6 +393,16 @@ fn serve(
             tracing::error!(error = %e, "listener stopped");
         }
     })
+}
+
+/// Keeps the quota's view of the backend size current.
+async fn refresh_db_size(server: EtcdServer) {
+    let every = Duration::from_millis(crate::state::DB_SIZE_REFRESH_MS);
+    loop {
+        tokio::time::sleep(every).await;
+        let state = server.inner.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.refresh_db_size()).await;
+    }
 }
 
 /// Publishes this member's name and client URLs through raft, retrying

@@ -64,7 +64,14 @@ pub struct State {
     pub waits: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     /// Membership changes raft refused, by log index.
     pub refused: Mutex<HashMap<u64, String>>,
+    /// The backend's size on disk as last measured: measuring walks the
+    /// database directory, too slow for every write's quota check, so a
+    /// task refreshes it (`DB_SIZE_REFRESH_MS`).
+    pub db_size_bytes: AtomicU64,
 }
+
+/// How often the quota's view of the backend size is refreshed.
+pub const DB_SIZE_REFRESH_MS: u64 = 250;
 
 /// Read access to the store; holds off a snapshot restore while alive.
 pub struct StoreGuard<'a>(RwLockReadGuard<'a, Option<KvStore>>);
@@ -148,13 +155,21 @@ impl State {
             term: AtomicU64::new(term),
             waits: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
+            db_size_bytes: AtomicU64::new(0),
         };
+        state.refresh_db_size();
         Ok((Arc::new(state), consistent_index))
     }
 
     /// The store, for a read or a write.
     pub fn store(&self) -> StoreGuard<'_> {
         StoreGuard(self.store.read())
+    }
+
+    /// Measures the backend's size again.
+    pub fn refresh_db_size(&self) {
+        let size = self.store().backend().size_bytes();
+        self.db_size_bytes.store(size, Ordering::Relaxed);
     }
 
     /// The applied index.
