@@ -227,6 +227,13 @@ impl Running {
 /// Starts a member from `cfg`. Must run inside a multi-thread tokio runtime.
 pub async fn start(cfg: ServerConfig) -> Result<Running> {
     cfg.validate()?;
+    if cfg.force_new_cluster {
+        // Starting as an ordinary member instead would leave a cluster that
+        // lost its quorum without one: refuse rather than ignore.
+        return Err(Error::Config(
+            "--force-new-cluster is not yet supported by ironcd".into(),
+        ));
+    }
     let member_dir = cfg.member_dir();
     std::fs::create_dir_all(&member_dir)?;
     let (identity, founders) = match Identity::load(&member_dir)? {
