@@ -36,8 +36,6 @@ pub struct Applier {
     pub node: RaftNode,
     /// The peer transport (peers come and go with membership).
     pub transport: Arc<GrpcTransport>,
-    /// This member's id.
-    pub id: u64,
     /// Index of the last entry applied.
     pub consistent_index: u64,
 }
@@ -246,15 +244,12 @@ impl Applier {
             .write()
             .update(&mut tx, u.id, |m| m.peer_ur_ls = u.peer_ur_ls.clone());
         write_consistent_index(&mut tx, e.index, e.term);
-        if found && u.id != self.id {
-            if let Some(url) = u.peer_ur_ls.first() {
-                self.transport.add_peer(u.id, url.clone());
+        match self.state.members.read().get(u.id) {
+            Some(m) if found => {
+                self.connect(m);
+                Ok(Applied::Done)
             }
-        }
-        if found {
-            Ok(Applied::Done)
-        } else {
-            Err(EtcdError::MemberNotFound)
+            _ => Err(EtcdError::MemberNotFound),
         }
     }
 
@@ -265,21 +260,21 @@ impl Applier {
             tracing::warn!(index = e.index, reason, "membership change refused");
             self.state.refused.lock().insert(e.index, reason.clone());
         } else {
-            let context = Member::decode(cc.context.as_slice()).unwrap_or_default();
+            // The proposer's record of the member (its peer URLs).
+            let record = Member::decode(cc.context.as_slice()).unwrap_or_default();
             let mut members = self.state.members.write();
             for change in &cc.changes {
                 match *change {
                     ConfChange::AddVoter(id) | ConfChange::AddLearner(id) => {
-                        let learner = matches!(change, ConfChange::AddLearner(_));
-                        if !members.update(&mut tx, id, |m| m.is_learner = learner) {
-                            let mut m = context.clone();
-                            m.id = id;
-                            m.is_learner = learner;
-                            if id != self.id {
-                                if let Some(url) = m.peer_ur_ls.first() {
-                                    self.transport.add_peer(id, url.clone());
-                                }
-                            }
+                        let is_learner = matches!(change, ConfChange::AddLearner(_));
+                        // A learner promoted by a joint change reads as AddVoter.
+                        if !members.update(&mut tx, id, |m| m.is_learner = is_learner) {
+                            let m = Member {
+                                id,
+                                is_learner,
+                                ..record.clone()
+                            };
+                            self.connect(&m);
                             members.upsert(&mut tx, m);
                         }
                     }
@@ -288,14 +283,19 @@ impl Applier {
                     }
                     ConfChange::Remove(id) => {
                         members.remove(&mut tx, id);
-                        if id != self.id {
-                            self.transport.remove_peer(id);
-                        }
+                        self.transport.remove_peer(id);
                     }
                 }
             }
         }
         write_consistent_index(&mut tx, e.index, e.term);
+    }
+
+    /// Talks to `m` at its first peer URL (the transport skips this member).
+    fn connect(&self, m: &Member) {
+        if let Some(url) = m.peer_ur_ls.first() {
+            self.transport.add_peer(m.id, url.clone());
+        }
     }
 
     fn apply_snapshot(&mut self, index: u64, term: u64, data: &[u8]) {
@@ -328,9 +328,7 @@ impl Applier {
             }
         }
         for m in members.list() {
-            if let (true, Some(url)) = (m.id != self.id, m.peer_ur_ls.first()) {
-                self.transport.add_peer(m.id, url.clone());
-            }
+            self.connect(&m);
         }
     }
 

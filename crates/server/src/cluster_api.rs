@@ -14,6 +14,7 @@ use ironcd_proto::etcdserverpb::{
 use ironcd_raft_node::{ConfChange, ConfChangeRequest, Role};
 use prost::Message;
 
+use crate::flags::is_peer_url;
 use crate::members::member_id;
 use crate::server::{raft_error, EtcdServer};
 
@@ -21,21 +22,6 @@ use crate::server::{raft_error, EtcdServer};
 
 /// etcd promotes a learner once it has 90 % of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
-
-/// True for `http(s)://host:port` with a numeric port.
-pub fn valid_url(url: &str) -> bool {
-    let rest = match url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-    {
-        Some(rest) => rest.trim_end_matches('/'),
-        None => return false,
-    };
-    match rest.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
-        None => false,
-    }
-}
 
 impl EtcdServer {
     fn started_voters(&self, except: u64) -> (usize, usize) {
@@ -68,7 +54,7 @@ impl EtcdServer {
     }
 
     fn check_add(&self, r: &MemberAddRequest) -> ApiResult<()> {
-        if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| valid_url(u)) {
+        if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| is_peer_url(u)) {
             return Err(EtcdError::MemberBadUrls);
         }
         if self
@@ -209,7 +195,7 @@ impl ClusterApi for EtcdServer {
     }
 
     async fn member_update(&self, r: MemberUpdateRequest) -> ApiResult<MemberUpdateResponse> {
-        if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| valid_url(u)) {
+        if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| is_peer_url(u)) {
             return Err(EtcdError::MemberBadUrls);
         }
         if self.state().members.read().get(r.id).is_none() {

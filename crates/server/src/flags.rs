@@ -34,8 +34,7 @@ use crate::config::{
     DEFAULT_QUOTA_BACKEND_BYTES, MAX_QUOTA_BACKEND_BYTES,
 };
 
-/// The etcd API version ironcd speaks, printed by `--version`.
-pub const ETCD_API_VERSION: &str = "3.5";
+use crate::ETCD_API_VERSION;
 
 /// The prefix of etcd's environment variables.
 const ENV_PREFIX: &str = "ETCD_";
@@ -779,6 +778,12 @@ fn parse_url(text: &str) -> Result<FlagUrl<'_>, String> {
         host,
         authority: rest,
     })
+}
+
+/// True for a URL etcd accepts as a member's peer URL: `http(s)://host:port`
+/// with no path (`MemberAdd`, `MemberUpdate`).
+pub fn is_peer_url(text: &str) -> bool {
+    parse_url(text).is_ok_and(|url| url.scheme == "http" || url.scheme == "https")
 }
 
 /// A comma-separated URL list, sorted and without duplicates, as etcd

@@ -10,9 +10,9 @@ use axum::Router;
 use ironcd_backend::Backend;
 use ironcd_proto::etcdserverpb::AlarmType;
 
-use crate::maintenance_api::ETCD_API_VERSION;
 use crate::metrics::Gauges;
 use crate::server::EtcdServer;
+use crate::ETCD_VERSION;
 
 /// How long `/health` waits for a linearizable read barrier.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,21 +28,10 @@ pub fn routes(server: EtcdServer) -> Router {
 
 async fn version_handler() -> impl IntoResponse {
     let body = format!(
-        "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{}\",\"ironcd\":\"{}\"}}",
-        cluster_version(),
+        "{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"{ETCD_VERSION}\",\"ironcd\":\"{}\"}}",
         env!("CARGO_PKG_VERSION")
     );
     ([(header::CONTENT_TYPE, "application/json")], body)
-}
-
-/// The cluster version etcd reports: major.minor.0.
-fn cluster_version() -> String {
-    let mut parts = ETCD_API_VERSION.split('.');
-    format!(
-        "{}.{}.0",
-        parts.next().unwrap_or("3"),
-        parts.next().unwrap_or("5")
-    )
 }
 
 /// etcd's health: a leader, no alarm, and a read barrier that completes.

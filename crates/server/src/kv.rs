@@ -246,54 +246,31 @@ fn compare(src: &dyn RangeSource, c: &Compare) -> Result<bool, EtcdError> {
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    let int = |v: Option<i64>| v.unwrap_or(0);
-    let ordering = match c.target() {
-        CompareTarget::Value => {
-            let want: &[u8] = match &c.target_union {
-                Some(TargetUnion::Value(v)) => v,
-                _ => &[],
-            };
-            kv.value.as_slice().cmp(want)
-        }
-        target => {
-            let (have, want) = match (target, &c.target_union) {
-                (CompareTarget::Version, u) => (
-                    kv.version,
-                    int(match u {
-                        Some(TargetUnion::Version(v)) => Some(*v),
-                        _ => None,
-                    }),
-                ),
-                (CompareTarget::Create, u) => (
-                    kv.create_revision,
-                    int(match u {
-                        Some(TargetUnion::CreateRevision(v)) => Some(*v),
-                        _ => None,
-                    }),
-                ),
-                (CompareTarget::Mod, u) => (
-                    kv.mod_revision,
-                    int(match u {
-                        Some(TargetUnion::ModRevision(v)) => Some(*v),
-                        _ => None,
-                    }),
-                ),
-                (_, u) => (
-                    kv.lease,
-                    int(match u {
-                        Some(TargetUnion::Lease(v)) => Some(*v),
-                        _ => None,
-                    }),
-                ),
-            };
-            have.cmp(&want)
-        }
+    // As etcd's generated getters: a union of another kind reads as zero.
+    let ordering = match (c.target(), &c.target_union) {
+        (CompareTarget::Value, Some(TargetUnion::Value(want))) => kv.value.cmp(want),
+        (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[]),
+        (CompareTarget::Version, u) => kv.version.cmp(&int_of(u, CompareTarget::Version)),
+        (CompareTarget::Create, u) => kv.create_revision.cmp(&int_of(u, CompareTarget::Create)),
+        (CompareTarget::Mod, u) => kv.mod_revision.cmp(&int_of(u, CompareTarget::Mod)),
+        (CompareTarget::Lease, u) => kv.lease.cmp(&int_of(u, CompareTarget::Lease)),
     };
     match c.result() {
         CompareResult::Equal => ordering == Ordering::Equal,
         CompareResult::NotEqual => ordering != Ordering::Equal,
         CompareResult::Greater => ordering == Ordering::Greater,
         CompareResult::Less => ordering == Ordering::Less,
+    }
+}
+
+/// The compared number when the union holds `target`'s kind, else 0.
+fn int_of(union: &Option<TargetUnion>, target: CompareTarget) -> i64 {
+    match (union, target) {
+        (Some(TargetUnion::Version(v)), CompareTarget::Version)
+        | (Some(TargetUnion::CreateRevision(v)), CompareTarget::Create)
+        | (Some(TargetUnion::ModRevision(v)), CompareTarget::Mod)
+        | (Some(TargetUnion::Lease(v)), CompareTarget::Lease) => *v,
+        _ => 0,
     }
 }
 

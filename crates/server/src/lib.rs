@@ -38,6 +38,11 @@ mod state;
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};
-pub use maintenance_api::ETCD_API_VERSION;
 pub use server::EtcdServer;
 pub use start::{start, Running};
+
+/// The etcd API version ironcd speaks (`--version`).
+pub const ETCD_API_VERSION: &str = "3.5";
+/// The etcd version ironcd reports as its own and its cluster's (Status,
+/// `/version`, Snapshot).
+pub const ETCD_VERSION: &str = "3.5.0";

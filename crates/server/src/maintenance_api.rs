@@ -15,22 +15,13 @@ use ironcd_raft_node::Role;
 use crate::kv::mvcc_error;
 use crate::server::{raft_error, EtcdServer};
 use crate::state::Applied;
+use crate::ETCD_VERSION;
 
-/// The etcd API version ironcd speaks.
-pub const ETCD_API_VERSION: &str = "3.5.0";
 /// Bytes per Snapshot message (etcd sends 32 KiB chunks).
 const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 fn internal(e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Internal(e.to_string())
-}
-
-fn alarm_name(alarm: i32) -> &'static str {
-    match AlarmType::try_from(alarm) {
-        Ok(AlarmType::Nospace) => "NOSPACE",
-        Ok(AlarmType::Corrupt) => "CORRUPT",
-        _ => "NONE",
-    }
 }
 
 /// etcd's snapshot file layout, which `etcdctl snapshot save` checks: the
@@ -91,7 +82,15 @@ impl MaintenanceApi for EtcdServer {
         let errors = self
             .alarm_list(AlarmType::None as i32)
             .iter()
-            .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+            .map(|a| {
+                format!(
+                    "memberID:{} alarm:{} ",
+                    a.member_id,
+                    AlarmType::try_from(a.alarm)
+                        .unwrap_or(AlarmType::None)
+                        .as_str_name()
+                )
+            })
             .collect();
         let is_learner = self
             .state()
@@ -101,7 +100,7 @@ impl MaintenanceApi for EtcdServer {
             .is_some_and(|m| m.is_learner);
         Ok(StatusResponse {
             header: self.current_header(),
-            version: ETCD_API_VERSION.into(),
+            version: ETCD_VERSION.into(),
             db_size: db_size as i64,
             leader: status.leader,
             raft_index: status.commit,
@@ -170,19 +169,19 @@ impl MaintenanceApi for EtcdServer {
         .map_err(internal)?;
         let data = with_checksum(data);
         let header = self.current_header();
-        let total = data.len();
-        let chunks: Vec<ApiResult<SnapshotResponse>> = data
-            .chunks(SNAPSHOT_CHUNK_BYTES)
-            .scan(total, |remaining, chunk| {
-                *remaining -= chunk.len();
-                Some(Ok(SnapshotResponse {
-                    header,
-                    remaining_bytes: *remaining as u64,
-                    blob: chunk.to_vec(),
-                    version: ETCD_API_VERSION.into(),
-                }))
+        // Chunks are copied out one at a time as the stream is polled, so
+        // the snapshot is held once, not twice.
+        let data = std::sync::Arc::new(data);
+        let chunks = (0..data.len().div_ceil(SNAPSHOT_CHUNK_BYTES)).map(move |i| {
+            let start = i * SNAPSHOT_CHUNK_BYTES;
+            let end = (start + SNAPSHOT_CHUNK_BYTES).min(data.len());
+            Ok(SnapshotResponse {
+                header,
+                remaining_bytes: (data.len() - end) as u64,
+                blob: data[start..end].to_vec(),
+                version: ETCD_VERSION.into(),
             })
-            .collect();
+        });
         Ok(Box::pin(tokio_stream::iter(chunks)))
     }
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters the request path bumps.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Proposals applied for this member's clients.
-    pub proposals_committed: AtomicU64,
+    /// This member's proposals that were applied.
+    pub proposals_succeeded: AtomicU64,
     /// Proposals that failed (timeout, no leader, refused).
     pub proposals_failed: AtomicU64,
     /// Proposals waiting to be applied.
@@ -100,7 +100,7 @@ impl Metrics {
             "ironcd_server_proposals_succeeded_total",
             "counter",
             "Proposals this member made that were applied.",
-            c(&self.proposals_committed),
+            c(&self.proposals_succeeded),
         );
         metric(
             &mut out,

@@ -128,7 +128,7 @@ impl EtcdServer {
             Ok(_) => self
                 .inner
                 .metrics
-                .proposals_committed
+                .proposals_succeeded
                 .fetch_add(1, Ordering::Relaxed),
             Err(_) => self
                 .inner

@@ -266,12 +266,12 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
             members.upsert(&mut tx, m);
         }
     }
+    // The transport skips this member's own entry.
     let peers: Vec<(u64, String)> = state
         .members
         .read()
         .list()
         .into_iter()
-        .filter(|m| m.id != identity.id)
         .filter_map(|m| m.peer_ur_ls.first().map(|u| (m.id, u.clone())))
         .collect();
     let transport = Arc::new(GrpcTransport::new(
@@ -287,7 +287,6 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         state: state.clone(),
         node: node.clone(),
         transport: transport.clone(),
-        id: identity.id,
         consistent_index,
     };
     let applier = std::thread::Builder::new()

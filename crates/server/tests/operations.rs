@@ -57,10 +57,6 @@ impl Drop for LogOnFailure {
     }
 }
 
-fn scopeguard(path: std::path::PathBuf) -> LogOnFailure {
-    LogOnFailure(path)
-}
-
 /// Kills a member started outside the harness when the test ends.
 struct Process(Child);
 
@@ -129,7 +125,7 @@ fn a_member_joins_a_running_cluster_and_is_promoted() {
     let m4 = [format!("127.0.0.1:{}", ports[0])];
     // The learner catches up (by snapshot: it starts with an empty log).
     let m4_log = cluster.dir().join("m4.log");
-    let keep = scopeguard(m4_log);
+    let keep = LogOnFailure(m4_log);
     eventually("the learner to hold the data", || {
         let out = etcdctl(
             &m4,
