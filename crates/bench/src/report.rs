@@ -160,7 +160,8 @@ impl Stats {
         let step = (hi - lo) / 10.0;
         let mut marks: Vec<(f64, u64)> = (0..=10).map(|i| (lo + step * i as f64, 0)).collect();
         for v in self.hist.iter_recorded() {
-            let ns = (v.value_iterated_to() as f64).clamp(lo, hi);
+            // The bucket's lowest value, so the fastest sample falls on the first mark.
+            let ns = (self.hist.lowest_equivalent(v.value_iterated_to()) as f64).clamp(lo, hi);
             let i = if step > 0.0 {
                 (((ns - lo) / step).ceil() as usize).min(10)
             } else {

@@ -1,0 +1,150 @@
+//! The Watch and Lease workloads against etcd 3.4, until ironcd serves
+//! those services: counts, and what the workloads leave behind.
+
+mod support;
+
+use etcd_client::GetOptions;
+use support::{assert_clean, bench, client, Etcd};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_lease_workloads_against_etcd() {
+    let etcd = Etcd::start().await;
+    let ep = etcd.endpoint.as_str();
+
+    // watch: every put reaches every watcher, with its put→event latency.
+    let report = bench(
+        ep,
+        &[
+            "--clients",
+            "4",
+            "--conns",
+            "2",
+            "--total",
+            "200",
+            "--key-size",
+            "8",
+            "--val-size",
+            "16",
+            "--key-space-size",
+            "50",
+            "--key-prefix",
+            "/w/",
+            "watch",
+            "--watchers",
+            "5",
+        ],
+    )
+    .await;
+    assert_clean(&report, 1000);
+    assert_eq!(report.extra["puts"], 200);
+    assert_eq!(report.extra["watchers"], 5);
+    assert!(report.to_text().contains("Events/sec:"));
+
+    // The same by time: events are puts × watchers.
+    let report = bench(
+        ep,
+        &[
+            "--clients",
+            "2",
+            "--duration",
+            "300ms",
+            "--val-size",
+            "8",
+            "--key-prefix",
+            "/wd/",
+            "--key-size",
+            "6",
+            "watch",
+            "--watchers",
+            "3",
+        ],
+    )
+    .await;
+    let puts = report.extra["puts"].as_u64().unwrap();
+    assert!(puts > 0);
+    assert_clean(&report, puts * 3);
+
+    // A value too short for the send time is refused up front.
+    let cli = support::cli(ep, &["--val-size", "4", "watch"]);
+    let err = ironcd_bench::run(&cli.global, &cli.workload)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("--val-size of at least 8"),
+        "{err}"
+    );
+
+    // watch-get: each request is one watch on a historical revision.
+    let report = bench(
+        ep,
+        &[
+            "--clients",
+            "8",
+            "--conns",
+            "2",
+            "--total",
+            "40",
+            "--key-size",
+            "8",
+            "--key-space-size",
+            "20",
+            "--key-prefix",
+            "/wg/",
+            "watch-get",
+        ],
+    )
+    .await;
+    assert_clean(&report, 40);
+
+    let mut c = client(ep).await;
+    // lease-keepalive: one lease per client, revoked at the end.
+    let report = bench(
+        ep,
+        &[
+            "--clients",
+            "4",
+            "--conns",
+            "2",
+            "--total",
+            "200",
+            "lease-keepalive",
+        ],
+    )
+    .await;
+    assert_clean(&report, 200);
+    assert!(
+        c.leases().await.unwrap().leases().is_empty(),
+        "keep-alive leases are revoked"
+    );
+
+    // lease-grant-revoke: the revoke deletes the keys attached.
+    let report = bench(
+        ep,
+        &[
+            "--clients",
+            "4",
+            "--total",
+            "50",
+            "--key-size",
+            "8",
+            "--key-space-size",
+            "1000",
+            "--key-prefix",
+            "/l/",
+            "lease-grant-revoke",
+            "--keys-per-lease",
+            "3",
+        ],
+    )
+    .await;
+    assert_clean(&report, 50);
+    let left = c
+        .get(
+            "/l/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.count(), 0, "revoked leases leave no keys");
+    assert!(c.leases().await.unwrap().leases().is_empty());
+}
