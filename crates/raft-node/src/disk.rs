@@ -227,10 +227,19 @@ impl Disk {
         &self.dir
     }
 
-    /// Appends `entries` and the hard state, with one fsync.
+    /// Appends `entries` and the hard state, with one fsync — unless there
+    /// are no entries and the term and vote are unchanged: a commit index
+    /// alone is written unsynced (raft's `MustSync` rule, as etcd does). A
+    /// lost commit index is learnt again; see `Driver::open`.
     pub(crate) fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<()> {
+        let state = to_wal_state(hard_state);
+        let previous = self.wal.hard_state();
+        if entries.is_empty() && state.term == previous.term && state.vote == previous.vote {
+            self.wal.save_state_unsynced(&state)?;
+            return Ok(());
+        }
         let stored: Vec<_> = entries.iter().map(codec::entry_to_wal).collect();
-        self.wal.save(&to_wal_state(hard_state), &stored)?;
+        self.wal.save(&state, &stored)?;
         Ok(())
     }
 

@@ -8,18 +8,20 @@
 //!    followers write in parallel with it);
 //! 2. a snapshot from the leader: its file, then its WAL marker;
 //! 3. `entries` and the hard state: one `Wal::save`, one fsync for every
-//!    proposal of the turn (group commit);
+//!    proposal of the turn (group commit); a hard state that only moves the
+//!    commit index is written without an fsync (raft's `MustSync` rule);
 //! 4. send `persisted_messages` (a follower's acknowledgements leave only
 //!    after its fsync);
 //! 5. answer read states;
 //! 6. deliver `committed_entries` — the commit index covering them was made
 //!    durable in step 3;
-//! 7. `advance`; if the light ready moves the commit index, save the hard
-//!    state (fsync) *before* delivering its committed entries; send its
+//! 7. `advance`; if the light ready moves the commit index, write the hard
+//!    state (unsynced) before delivering its committed entries; send its
 //!    messages; `advance_apply_to` what was delivered.
 //!
-//! Because the durable commit index never trails what the applier has seen,
-//! the applier's durable index is a valid `Config.applied` on restart.
+//! Every delivered entry was fsynced first, and was committed; so on restart
+//! a commit index that trails the applier's durable index (its record was
+//! lost in a crash) is raised to it, and that index is `Config.applied`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -120,10 +122,19 @@ impl Driver {
         }
         let commit = store.hard_state().commit;
         if applied > commit {
-            return Err(Error::Corrupt {
-                dir: dir.to_path_buf(),
-                reason: format!("the applier's durable index {applied} is past the durable commit index {commit}"),
-            });
+            // A commit index alone is saved unsynced, so a crash can lose the
+            // newest one; what the applier applied was committed, and its
+            // entries were synced before they were delivered.
+            if applied > store.last_index() {
+                return Err(Error::Corrupt {
+                    dir: dir.to_path_buf(),
+                    reason: format!(
+                        "the applier's durable index {applied} is past the log's last entry {}",
+                        store.last_index()
+                    ),
+                });
+            }
+            store.set_commit(applied);
         }
         let history = conf::replay(
             snapshot_meta.index,

@@ -144,6 +144,24 @@ impl Wal {
         self.cut_if_full()
     }
 
+    /// Like [`Wal::save`] with no entries, but without the fsync: for a
+    /// hard state whose term and vote are unchanged (only the commit index
+    /// moved), which raft does not need durable — etcd's `MustSync` rule.
+    /// The record becomes durable with the next synced write or segment cut
+    /// (both sync the whole tail); a crash before then loses at most this
+    /// record, and a torn tail is cut off on open.
+    pub fn save_state_unsynced(&mut self, hard_state: &HardState) -> Result<()> {
+        self.check_poisoned()?;
+        if *hard_state == self.hard_state {
+            return Ok(());
+        }
+        self.buf.clear();
+        let crc = record::put_hard_state(&mut self.buf, self.crc, hard_state);
+        self.append(crc, false)?;
+        self.hard_state = *hard_state;
+        self.cut_if_full()
+    }
+
     /// Records that a snapshot was taken at `marker`, durably. Reopening at
     /// `marker` needs this record.
     pub fn save_snapshot(&mut self, marker: SnapshotMarker) -> Result<()> {
@@ -265,10 +283,18 @@ impl Wal {
     /// Writes `self.buf` at the end of the tail and fdatasyncs; on success
     /// the chain continues from `crc`.
     fn append_and_sync(&mut self, crc: u32) -> Result<()> {
+        self.append(crc, true)
+    }
+
+    /// Writes `buf` at the tail, then fdatasyncs it when `sync`.
+    fn append(&mut self, crc: u32, sync: bool) -> Result<()> {
         let path = self.tail_path();
         let result = write_all_at(self.tail.as_mut(), &self.buf, self.offset)
             .map_err(|e| Error::io("write", &path, e))
             .and_then(|()| {
+                if !sync {
+                    return Ok(());
+                }
                 self.tail
                     .sync_data()
                     .map_err(|e| Error::io("fdatasync", &path, e))
@@ -508,8 +534,12 @@ mod tests {
         assert_eq!(
             io.calls(FaultOp::SyncData) - syncs,
             2,
-            "a new commit index is saved durably"
+            "save makes a new commit index durable"
         );
+        wal.save_state_unsynced(&HardState { commit: 17, ..hs })
+            .unwrap();
+        assert_eq!(io.calls(FaultOp::Write) - writes, 3, "written");
+        assert_eq!(io.calls(FaultOp::SyncData) - syncs, 2, "but not synced");
     }
 
     #[test]

@@ -407,3 +407,33 @@ proptest! {
             .expect("save after recovery");
     }
 }
+
+/// A commit index saved unsynced is lost with the power unless a later
+/// synced save (or a cut) made it durable; the entries before it never are.
+#[test]
+fn an_unsynced_commit_index_is_durable_only_after_the_next_sync() {
+    for lucky in [false, true] {
+        let io = machine();
+        let shared: Arc<dyn WalIo> = Arc::new(io.clone());
+        let mut wal =
+            Wal::create_with_io(Arc::clone(&shared), WAL_DIR, b"meta", &small_config()).unwrap();
+        wal.save(&hard_state(0), &entries(1, 3)).unwrap();
+        wal.save_state_unsynced(&hard_state(3)).unwrap();
+        assert_eq!(wal.hard_state(), hard_state(3));
+        drop(wal);
+        lose_power(&io, lucky);
+        let (mut wal, contents) = reopen(&shared, SnapshotMarker::default()).unwrap();
+        assert_eq!(contents.entries.last().map(|e| e.index), Some(3));
+        let expected = if lucky { 3 } else { 0 };
+        assert_eq!(contents.hard_state.commit, expected, "lucky={lucky}");
+
+        // Unsynced, then synced with the next batch: both survive.
+        wal.save_state_unsynced(&hard_state(3)).unwrap();
+        wal.save(&hard_state(3), &entries(4, 5)).unwrap();
+        drop(wal);
+        lose_power(&io, false);
+        let (_wal, contents) = reopen(&shared, SnapshotMarker::default()).unwrap();
+        assert_eq!(contents.hard_state.commit, 3);
+        assert_eq!(contents.entries.last().map(|e| e.index), Some(5));
+    }
+}
