@@ -28,7 +28,7 @@ export ROCKSDB_LIB_DIR ROCKSDB_STATIC
 # ironcd is compared with) and curl.
 SYSTEM_PACKAGES := libclang-dev protobuf-compiler etcd-server etcd-client curl
 
-.PHONY: all deps rocksdb build test run bench lint fmt clean
+.PHONY: all deps rocksdb build test run bench bench-compare lint fmt clean
 
 all: build
 
@@ -72,6 +72,13 @@ run: rocksdb
 
 bench: rocksdb
 	$(CARGO) bench --workspace
+
+# etcd 3.4 and ironcd side by side (fresh clusters, 1 and 3 members, then a
+# fill of 1 M keys); rewrites the bench-compare section of BENCHMARKS.md.
+# A smoke run: make bench-compare ARGS='--quick --out /tmp/compare.md'
+bench-compare: rocksdb
+	$(CARGO) build --release -p ironcd-server -p ironcd-bench --bins
+	"$(CARGO_TARGET_DIR)/release/bench-compare" --out BENCHMARKS.md $(ARGS)
 
 lint: rocksdb
 	$(CARGO) fmt --all -- --check
