@@ -86,7 +86,12 @@ struct Shared {
     peers: RwLock<HashMap<u64, PeerQueues>>,
     inbox: OnceLock<Inbox>,
     runtime: tokio::runtime::Handle,
+    snapshot_source: OnceLock<SnapshotSource>,
 }
+
+/// Produces the application's state for a snapshot sent without data: see
+/// [`GrpcTransport::set_snapshot_source`].
+pub type SnapshotSource = Arc<dyn Fn() -> std::result::Result<Vec<u8>, String> + Send + Sync>;
 
 struct PeerQueues {
     url: String,
@@ -121,12 +126,26 @@ impl GrpcTransport {
                 peers: RwLock::new(HashMap::new()),
                 inbox: OnceLock::new(),
                 runtime: tokio::runtime::Handle::current(),
+                snapshot_source: OnceLock::new(),
             }),
         };
         for (peer, url) in peers {
             transport.add_peer(peer, url);
         }
         transport
+    }
+
+    /// Where the data of a snapshot created without any
+    /// ([`RaftNode::create_snapshot`](crate::RaftNode::create_snapshot) with
+    /// empty data) comes from when it is sent to a peer, as etcd does: the
+    /// application keeps its state durable itself, so snapshot files hold
+    /// only raft's metadata, and a lagging peer gets the state as it is at
+    /// send time — at an applied index at or past the snapshot's, which the
+    /// receiving application must read from the data (entries up to it are
+    /// delivered again and must be skipped). Called on a blocking thread.
+    /// Set once; later calls are ignored.
+    pub fn set_snapshot_source(&self, source: SnapshotSource) {
+        let _ = self.shared.snapshot_source.set(source);
     }
 
     /// Starts talking to `peer` at `url` (replacing an older address).
@@ -428,7 +447,15 @@ async fn send_snapshot(
     message: Message,
 ) -> std::result::Result<(), String> {
     let index = message.get_snapshot().get_metadata().index;
-    let (head, data) = codec::split_snapshot(message);
+    let (head, mut data) = codec::split_snapshot(message);
+    if data.is_empty() {
+        if let Some(source) = shared.snapshot_source.get().cloned() {
+            data = tokio::task::spawn_blocking(move || source())
+                .await
+                .map_err(|e| format!("snapshot source for {index}: {e}"))?
+                .map_err(|e| format!("snapshot source for {index}: {e}"))?;
+        }
+    }
     let data_len = data.len() as u64;
     let chunk = shared.config.snapshot_chunk_bytes.max(1);
     let mut chunks = vec![SnapshotChunk {

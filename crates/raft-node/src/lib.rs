@@ -66,7 +66,7 @@ pub use config::{
     DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_SNAPSHOT_COUNT, DEFAULT_TICK_MS,
 };
 pub use error::{Error, Result};
-pub use grpc::{GrpcTransport, PeerServerHandle, PeerService, TransportConfig};
+pub use grpc::{GrpcTransport, PeerServerHandle, PeerService, SnapshotSource, TransportConfig};
 pub use node::{
     Apply, ApplyStream, Committed, CommittedKind, PeerProgress, RaftNode, ReplicationState, Role,
     SnapshotData, Status,

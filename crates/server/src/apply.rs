@@ -300,8 +300,17 @@ impl Applier {
 
     fn apply_snapshot(&mut self, index: u64, term: u64, data: &[u8]) {
         if data.is_empty() {
-            // The bootstrap snapshot: the founding members are already on disk.
-            self.state.set_applied(index, term);
+            // The bootstrap snapshot (the founding members are already on
+            // disk), or one of this member's own, which hold no data: the
+            // backend already holds everything up to them.
+            if index > self.consistent_index.max(1) {
+                panic!(
+                    "a snapshot at {index} without data, but the backend holds only up to {}",
+                    self.consistent_index
+                );
+            }
+            self.state
+                .set_applied(self.consistent_index.max(index), term);
             return;
         }
         match self.state.restore(data) {
@@ -332,23 +341,18 @@ impl Applier {
         }
     }
 
-    /// Makes the state at `index` durable and hands raft a copy of it.
+    /// Makes the state at `index` durable, then lets raft take a snapshot
+    /// there without data (etcd's way): the backend is the state, so the
+    /// snapshot file holds raft's metadata only, and the WAL before `index`
+    /// can go. A peer that needs the snapshot gets the backend as it is when
+    /// it is sent (the transport's snapshot source, set at start).
     async fn snapshot(&self, index: u64) {
-        let data = {
-            let store = self.state.store();
-            let backend = store.backend();
-            let mut data = Vec::new();
-            let done = backend
-                .force_commit()
-                .and_then(|_| backend.snapshot(&mut data));
-            if let Err(err) = done {
-                tracing::error!(index, %err, "snapshot of the backend failed");
-                return;
-            }
-            data
-        };
+        if let Err(err) = self.state.store().backend().force_commit() {
+            tracing::error!(index, %err, "committing the backend for a snapshot failed");
+            return;
+        }
         self.node.report_durable_applied(index);
-        if let Err(err) = self.node.create_snapshot(index, data).await {
+        if let Err(err) = self.node.create_snapshot(index, Vec::new()).await {
             tracing::warn!(index, %err, "raft refused the snapshot");
         }
     }

@@ -280,6 +280,16 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         peers,
         TransportConfig::default(),
     ));
+    let source_state = state.clone();
+    transport.set_snapshot_source(Arc::new(move || {
+        let mut data = Vec::new();
+        source_state
+            .store()
+            .backend()
+            .snapshot(&mut data)
+            .map_err(|e| e.to_string())?;
+        Ok(data)
+    }));
     let rc = raft_config(&cfg, &identity);
     let (node, stream) =
         RaftNode::start(rc.clone(), &member_dir, transport.clone(), consistent_index)?;
