@@ -8,7 +8,7 @@ use std::process::Command;
 use etcd_client::GetOptions;
 use support::{assert_clean, bench, client, revision, Ironcd};
 
-/// Every key under `prefix` with its value and version.
+/// Every key under `prefix` with its value size and version.
 async fn contents(endpoint: &str, prefix: &str) -> Vec<(String, usize, i64)> {
     let mut c = client(endpoint).await;
     let r = c
@@ -18,51 +18,25 @@ async fn contents(endpoint: &str, prefix: &str) -> Vec<(String, usize, i64)> {
     r.kvs()
         .iter()
         .map(|kv| {
-            (
-                String::from_utf8(kv.key().to_vec()).unwrap(),
-                kv.value().len(),
-                kv.version(),
-            )
+            let key = String::from_utf8(kv.key().to_vec()).unwrap();
+            (key, kv.value().len(), kv.version())
         })
         .collect()
 }
+
+/// Eight clients on two connections, 12-byte keys, 32-byte values.
+const COMMON: &str = "--clients 8 --conns 2 --key-size 12 --val-size 32";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_workloads_against_ironcd() {
     let server = Ironcd::start(&[]).await;
     let ep = server.endpoint.clone();
+    let run = |args: &str| format!("{COMMON} {args}");
 
     // put: 300 puts walking 50 keys in order, 6 versions each.
     let before = revision(&ep).await;
-    let common = [
-        "--clients",
-        "8",
-        "--conns",
-        "2",
-        "--key-size",
-        "12",
-        "--val-size",
-        "32",
-    ];
-    let report = bench(
-        &ep,
-        &[
-            &common[..],
-            &[
-                "--total",
-                "300",
-                "--key-space-size",
-                "50",
-                "--sequential-keys",
-                "--key-prefix",
-                "/put/",
-                "put",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_clean(&report, 300);
+    let args = run("--total 300 --key-space-size 50 --sequential-keys --key-prefix /put/ put");
+    assert_clean(&bench(&ep, &args).await, 300);
     assert_eq!(revision(&ep).await, before + 300);
     let keys = contents(&ep, "/put/").await;
     assert_eq!(keys.len(), 50);
@@ -72,24 +46,8 @@ async fn kv_workloads_against_ironcd() {
         .all(|k| k.0.len() == 12 && k.1 == 32 && k.2 == 6));
 
     // fill: 500 distinct keys in order, whatever --key-space-size says.
-    let report = bench(
-        &ep,
-        &[
-            "--clients",
-            "16",
-            "--total",
-            "500",
-            "--key-size",
-            "16",
-            "--val-size",
-            "256",
-            "--key-prefix",
-            "/fill/",
-            "fill",
-        ],
-    )
-    .await;
-    assert_clean(&report, 500);
+    let args = "--clients 16 --total 500 --key-size 16 --val-size 256 --key-prefix /fill/ fill";
+    assert_clean(&bench(&ep, args).await, 500);
     let keys = contents(&ep, "/fill/").await;
     assert_eq!(keys.len(), 500);
     assert_eq!(keys[499].0, "/fill/0000000499");
@@ -99,124 +57,37 @@ async fn kv_workloads_against_ironcd() {
 
     // range, both consistencies: the key space is written once, then only read.
     for consistency in ["l", "s"] {
-        let prefix = format!("/range-{consistency}/");
         let before = revision(&ep).await;
-        let report = bench(
-            &ep,
-            &[
-                &common[..],
-                &[
-                    "--total",
-                    "400",
-                    "--key-space-size",
-                    "100",
-                    "--consistency",
-                    consistency,
-                    "--key-prefix",
-                    &prefix,
-                    "range",
-                ],
-            ]
-            .concat(),
-        )
-        .await;
-        assert_clean(&report, 400);
+        let prefix = format!("/range-{consistency}/");
+        let args = run(&format!(
+            "--total 400 --key-space-size 100 --consistency {consistency} --key-prefix {prefix} range"
+        ));
+        assert_clean(&bench(&ep, &args).await, 400);
         assert_eq!(revision(&ep).await, before + 100, "range must not write");
         assert_eq!(contents(&ep, &prefix).await.len(), 100);
     }
 
     // range-prefix: prefill, then limited ranges.
     let before = revision(&ep).await;
-    let report = bench(
-        &ep,
-        &[
-            &common[..],
-            &[
-                "--total",
-                "200",
-                "--key-space-size",
-                "30",
-                "--key-prefix",
-                "/rp/",
-                "range-prefix",
-                "--limit",
-                "10",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_clean(&report, 200);
+    let args = run("--total 200 --key-space-size 30 --key-prefix /rp/ range-prefix --limit 10");
+    assert_clean(&bench(&ep, &args).await, 200);
     assert_eq!(revision(&ep).await, before + 30);
 
     // txn-put: every compare holds, so every txn puts.
     let before = revision(&ep).await;
-    let report = bench(
-        &ep,
-        &[
-            &common[..],
-            &[
-                "--total",
-                "200",
-                "--key-space-size",
-                "20",
-                "--sequential-keys",
-                "--key-prefix",
-                "/txn/",
-                "txn-put",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_clean(&report, 200);
+    let args = run("--total 200 --key-space-size 20 --sequential-keys --key-prefix /txn/ txn-put");
+    assert_clean(&bench(&ep, &args).await, 200);
     assert_eq!(revision(&ep).await, before + 200);
     assert!(contents(&ep, "/txn/").await.iter().all(|k| k.2 == 10));
 
     // txn-mixed: with --rw-ratio 0 every txn writes; with 1 some read.
     let before = revision(&ep).await;
-    let report = bench(
-        &ep,
-        &[
-            &common[..],
-            &[
-                "--total",
-                "300",
-                "--key-space-size",
-                "10",
-                "--key-prefix",
-                "/mx0/",
-                "txn-mixed",
-                "--rw-ratio",
-                "0",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_clean(&report, 300);
+    let args = run("--total 300 --key-space-size 10 --key-prefix /mx0/ txn-mixed --rw-ratio 0");
+    assert_clean(&bench(&ep, &args).await, 300);
     assert_eq!(revision(&ep).await, before + 10 + 300);
     let before = revision(&ep).await;
-    let report = bench(
-        &ep,
-        &[
-            &common[..],
-            &[
-                "--total",
-                "400",
-                "--key-space-size",
-                "10",
-                "--key-prefix",
-                "/mx1/",
-                "txn-mixed",
-                "--rw-ratio",
-                "1",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
-    assert_clean(&report, 400);
+    let args = run("--total 400 --key-space-size 10 --key-prefix /mx1/ txn-mixed --rw-ratio 1");
+    assert_clean(&bench(&ep, &args).await, 400);
     let writes = revision(&ep).await - before - 10;
     assert!(
         writes > 0 && writes < 400,
@@ -224,20 +95,13 @@ async fn kv_workloads_against_ironcd() {
     );
 
     // --duration stops the run by time; --rate spaces the requests.
-    let report = bench(&ep, &["--clients", "4", "--duration", "300ms", "put"]).await;
+    let report = bench(&ep, "--clients 4 --duration 300ms put").await;
     assert!(report.stats.count() > 0 && report.stats.errors() == 0);
     assert!(report.elapsed.as_secs_f64() >= 0.3, "{:?}", report.elapsed);
-    let report = bench(
-        &ep,
-        &["--clients", "4", "--rate", "100", "--total", "30", "put"],
-    )
-    .await;
+    let report = bench(&ep, "--clients 4 --rate 100 --total 30 put").await;
     assert_clean(&report, 30);
-    assert!(
-        report.elapsed.as_secs_f64() >= 0.29,
-        "30 requests at 100/s: {:?}",
-        report.elapsed
-    );
+    let secs = report.elapsed.as_secs_f64();
+    assert!(secs >= 0.29, "30 requests at 100/s took {secs} s");
 
     server.stop().await;
 }
@@ -247,23 +111,15 @@ async fn errors_are_counted_and_shown() {
     let server = Ironcd::start(&["--max-request-bytes", "1024"]).await;
     let report = bench(
         &server.endpoint,
-        &[
-            "--clients",
-            "4",
-            "--total",
-            "20",
-            "--val-size",
-            "2048",
-            "put",
-        ],
+        "--clients 4 --total 20 --val-size 2048 put",
     )
     .await;
     assert_eq!(report.stats.count(), 0);
     assert_eq!(report.stats.errors(), 20);
+    let first = &report.stats.first_errors()[0];
     assert!(
-        report.stats.first_errors()[0].contains("etcdserver: request is too large"),
-        "{:?}",
-        report.stats.first_errors()
+        first.contains("etcdserver: request is too large"),
+        "{first}"
     );
     let text = report.to_text();
     assert!(
@@ -281,29 +137,25 @@ async fn errors_are_counted_and_shown() {
 async fn watch_and_lease_workloads_report_not_served_by_ironcd() {
     let server = Ironcd::start(&[]).await;
     for (workload, service) in [
-        (&["watch", "--watchers", "3"][..], "Watch"),
-        (&["watch-get"], "Watch"),
-        (&["lease-keepalive"], "Lease"),
-        (&["lease-grant-revoke"], "Lease"),
+        ("watch --watchers 3", "Watch"),
+        ("watch-get", "Watch"),
+        ("lease-keepalive", "Lease"),
+        ("lease-grant-revoke", "Lease"),
     ] {
-        let args = [
-            &["--clients", "2", "--total", "10", "--val-size", "16"][..],
-            workload,
-        ]
-        .concat();
+        let args = format!("--clients 2 --total 10 --val-size 16 {workload}");
         let report = bench(&server.endpoint, &args).await;
-        assert_eq!(report.not_served.as_deref(), Some(service), "{workload:?}");
+        assert_eq!(report.not_served.as_deref(), Some(service), "{workload}");
         assert_eq!((report.stats.count(), report.stats.errors()), (0, 0));
-        assert!(report
-            .to_text()
-            .contains(&format!("does not serve the {service} service")));
+        let text = report.to_text();
+        assert!(text.contains(&format!("does not serve the {service} service")));
     }
     server.stop().await;
 }
 
-fn bench_binary(args: &[&str]) -> std::process::Output {
+/// Runs the `ironcd-bench` binary with `args` split at whitespace.
+fn bench_binary(args: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ironcd-bench"))
-        .args(args)
+        .args(args.split_whitespace())
         .output()
         .expect("run ironcd-bench")
 }
@@ -311,19 +163,12 @@ fn bench_binary(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_prints_etcds_summary_or_one_json_object() {
     let server = Ironcd::start(&[]).await;
-    let ep = server.endpoint.as_str();
-    let base = [
-        "--endpoints",
-        ep,
-        "--clients",
-        "4",
-        "--conns",
-        "2",
-        "--total",
-        "100",
-    ];
+    let base = format!(
+        "--endpoints {} --clients 4 --conns 2 --total 100",
+        server.endpoint
+    );
 
-    let text = bench_binary(&[&base[..], &["put"]].concat());
+    let text = bench_binary(&format!("{base} put"));
     assert!(text.status.success(), "{text:?}");
     let stdout = String::from_utf8(text.stdout).unwrap();
     for needle in [
@@ -342,35 +187,35 @@ async fn the_binary_prints_etcds_summary_or_one_json_object() {
         String::from_utf8_lossy(&text.stderr)
     );
 
-    let json = bench_binary(&[&base[..], &["--json", "range"]].concat());
+    let json = bench_binary(&format!("{base} --json range"));
     assert!(json.status.success(), "{json:?}");
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON object");
     assert_eq!(v["workload"], "range");
-    assert_eq!(v["requests"], 100);
-    assert_eq!(v["errors"], 0);
+    assert_eq!(
+        (v["requests"].as_u64(), v["errors"].as_u64()),
+        (Some(100), Some(0))
+    );
     assert_eq!(
         (v["clients"].as_u64(), v["conns"].as_u64()),
         (Some(4), Some(2))
     );
     assert!(v["requests_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(
-        v["latency_secs"]["p99.9"].as_f64().unwrap() >= v["latency_secs"]["p10"].as_f64().unwrap()
-    );
+    let latency = &v["latency_secs"];
+    assert!(latency["p99.9"].as_f64().unwrap() >= latency["p10"].as_f64().unwrap());
 
-    // Usage errors are clap's (exit 2); an impossible key size is refused.
-    let usage = bench_binary(&["--consistency", "x", "put"]);
-    assert_eq!(usage.status.code(), Some(2));
-    let small = bench_binary(
-        &[
-            &base[..],
-            &["--key-size", "2", "--key-space-size", "1000", "put"],
-        ]
-        .concat(),
-    );
+    // Usage errors are clap's (exit 2); impossible runs are refused (exit 1).
+    assert_eq!(bench_binary("--consistency x put").status.code(), Some(2));
+    let small = bench_binary(&format!("{base} --key-size 2 --key-space-size 1000 put"));
     assert_eq!(small.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&small.stderr)
-        .contains("--key-size 2 cannot hold 1000 distinct keys"));
-    let fill = bench_binary(&[&["--endpoints", ep][..], &["--duration", "1s", "fill"]].concat());
+    let stderr = String::from_utf8_lossy(&small.stderr);
+    assert!(
+        stderr.contains("--key-size 2 cannot hold 1000 distinct keys"),
+        "{stderr}"
+    );
+    let fill = bench_binary(&format!(
+        "--endpoints {} --duration 1s fill",
+        server.endpoint
+    ));
     assert_eq!(fill.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&fill.stderr).contains("fill needs --total N"));
     server.stop().await;

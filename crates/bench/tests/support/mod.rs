@@ -149,15 +149,16 @@ impl Drop for Etcd {
     }
 }
 
-/// Parses `ironcd-bench` arguments (globals, then the workload) for `endpoint`.
-pub fn cli(endpoint: &str, args: &[&str]) -> Cli {
+/// Parses `ironcd-bench` arguments (globals, then the workload; split at
+/// whitespace) for `endpoint`.
+pub fn cli(endpoint: &str, args: &str) -> Cli {
     let mut all = vec!["ironcd-bench", "--endpoints", endpoint];
-    all.extend_from_slice(args);
+    all.extend(args.split_whitespace());
     Cli::try_parse_from(all).expect("valid ironcd-bench arguments")
 }
 
 /// Runs one workload in this process.
-pub async fn bench(endpoint: &str, args: &[&str]) -> Report {
+pub async fn bench(endpoint: &str, args: &str) -> Report {
     let cli = cli(endpoint, args);
     ironcd_bench::run(&cli.global, &cli.workload)
         .await
