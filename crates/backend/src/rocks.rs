@@ -122,8 +122,14 @@ impl EngineRead for RocksEngine {
         if !end.is_empty() && start >= end {
             return Ok(());
         }
+        let mut opts = bounded(end);
+        if start.is_empty() && end.is_empty() {
+            // A whole bucket (index rebuild at open, snapshot stream, hash):
+            // read once, so its blocks would only evict the working set.
+            opts.fill_cache(false);
+        }
         scan_iter(
-            self.db.raw_iterator_cf_opt(self.cf(bucket), bounded(end)),
+            self.db.raw_iterator_cf_opt(self.cf(bucket), opts),
             start,
             visit,
         )
