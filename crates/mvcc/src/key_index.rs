@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use crate::small::Small;
 use crate::Revision;
 
 /// One life of a key, from creation to tombstone.
@@ -18,7 +19,7 @@ pub struct Generation {
     /// The main revision that created the key (etcd's `create_revision`).
     pub created: i64,
     /// Every change, ascending; the last is the tombstone in closed ones.
-    pub revs: Vec<Revision>,
+    pub revs: Small<Revision>,
 }
 
 impl Generation {
@@ -51,13 +52,13 @@ pub struct KeyAt {
 /// key: the latest change is derived from the generations, not stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
-    generations: Vec<Generation>,
+    generations: Small<Generation>,
 }
 
 impl Default for KeyIndex {
     fn default() -> Self {
         Self {
-            generations: vec![Generation::default()],
+            generations: Small::one(Generation::default()),
         }
     }
 }
@@ -99,9 +100,6 @@ impl KeyIndex {
             .expect("a key index always has a generation");
         if g.revs.is_empty() {
             g.created = rev.main;
-            // Most generations hold one revision: don't let Vec's growth
-            // policy allocate room for four.
-            g.revs.reserve_exact(1);
         }
         g.revs.push(rev);
         g.ver += 1;
@@ -111,11 +109,11 @@ impl KeyIndex {
     /// history may have been compacted away.
     pub fn restore(created: i64, modified: Revision, ver: i64) -> Self {
         Self {
-            generations: vec![Generation {
+            generations: Small::one(Generation {
                 ver,
                 created,
-                revs: vec![modified],
-            }],
+                revs: Small::one(modified),
+            }),
         }
     }
 
@@ -146,7 +144,7 @@ impl KeyIndex {
     /// main revision (the last change of a txn wins).
     pub fn since(&self, rev: i64) -> Vec<Revision> {
         let mut out: Vec<Revision> = Vec::new();
-        for g in &self.generations {
+        for g in self.generations.iter() {
             for &r in g.revs.iter().filter(|r| r.main >= rev) {
                 match out.last_mut() {
                     Some(last) if last.main == r.main => *last = r,
@@ -214,7 +212,7 @@ impl KeyIndex {
         let g = &mut self.generations[gen];
         if !g.is_empty() {
             if let Some(i) = rev_idx {
-                g.revs.drain(..i);
+                g.revs.drop_front(i);
             }
             if g.revs.len() == 1 && gen != last {
                 // Only the tombstone is left: the whole generation goes.
@@ -222,7 +220,7 @@ impl KeyIndex {
                 gen += 1;
             }
         }
-        self.generations.drain(..gen);
+        self.generations.drop_front(gen);
     }
 
     /// What [`KeyIndex::compact`] would keep, without changing anything.

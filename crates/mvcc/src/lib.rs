@@ -42,6 +42,7 @@ mod compaction;
 mod error;
 pub mod key_index;
 pub mod revision;
+pub mod small;
 mod store;
 pub mod tree_index;
 

@@ -384,7 +384,7 @@ impl Driver {
             } else if Instant::now() >= inflight.retry_at {
                 // Raft drops a read with no leader, or before the leader
                 // has committed in its term: ask again.
-                let ctx = send_read_index(&mut self.raw, &mut self.reads.next_ctx);
+                let ctx = send_read_index(&mut self.raw, self.session, &mut self.reads.next_ctx);
                 inflight.ctxs.push(ctx);
                 inflight.retry_at = Instant::now() + self.reads.retry_after;
             }
@@ -419,7 +419,7 @@ impl Driver {
         if self.reads.inflight.is_some() || self.reads.waiting.is_empty() {
             return;
         }
-        let ctx = send_read_index(&mut self.raw, &mut self.reads.next_ctx);
+        let ctx = send_read_index(&mut self.raw, self.session, &mut self.reads.next_ctx);
         self.reads.inflight = Some(InflightRead {
             ctxs: vec![ctx],
             waiters: std::mem::take(&mut self.reads.waiting),
@@ -429,10 +429,9 @@ impl Driver {
 
     fn answer_reads(&mut self, states: Vec<raft::ReadState>) {
         for state in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+            let Some(ctx) = read_ctx_seq(self.session, &state.request_ctx) else {
                 continue;
             };
-            let ctx = u64::from_le_bytes(ctx);
             if self
                 .reads
                 .inflight
@@ -728,11 +727,31 @@ impl Driver {
 }
 
 /// Starts one ReadIndex round under a fresh context; returns the context.
-fn send_read_index(raw: &mut RawNode<LogStore>, next_ctx: &mut u64) -> u64 {
-    let ctx = *next_ctx;
+/// Asks raft for a read index under the context `[session u64 LE][seq u64
+/// LE]`; returns `seq`. The leader keeps one pending read per context and
+/// drops a request whose context is already pending, so contexts must not
+/// repeat across members: a bare counter (every member counting from 1)
+/// made reads from different members collide and wait for the retry.
+fn send_read_index(raw: &mut RawNode<LogStore>, session: u64, next_ctx: &mut u64) -> u64 {
+    let seq = *next_ctx;
     *next_ctx += 1;
-    raw.read_index(ctx.to_le_bytes().to_vec());
+    raw.read_index(read_ctx(session, seq));
+    seq
+}
+
+fn read_ctx(session: u64, seq: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&session.to_le_bytes());
+    ctx.extend_from_slice(&seq.to_le_bytes());
     ctx
+}
+
+/// The sequence number of a read context this member sent, if it is one.
+fn read_ctx_seq(session: u64, ctx: &[u8]) -> Option<u64> {
+    let (head, seq) = ctx.split_at_checked(8)?;
+    let head = u64::from_le_bytes(head.try_into().ok()?);
+    let seq = u64::from_le_bytes(seq.try_into().ok()?);
+    (head == session).then_some(seq)
 }
 
 fn snapshot_data(snapshot: &Snapshot) -> SnapshotData {
@@ -742,5 +761,22 @@ fn snapshot_data(snapshot: &Snapshot) -> SnapshotData {
         term: meta.term,
         membership: Membership::from(meta.get_conf_state()),
         data: snapshot.data.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_contexts_differ_across_members_and_are_recognised_only_at_home() {
+        let (a, b) = (0x1111, 0x2222);
+        // Both members' first read: the contexts must differ, or the leader
+        // drops the second as a duplicate.
+        assert_ne!(read_ctx(a, 1), read_ctx(b, 1));
+        assert_eq!(read_ctx_seq(a, &read_ctx(a, 7)), Some(7));
+        assert_eq!(read_ctx_seq(a, &read_ctx(b, 7)), None);
+        assert_eq!(read_ctx_seq(a, &7u64.to_le_bytes()), None);
+        assert_eq!(read_ctx_seq(a, &[]), None);
     }
 }
