@@ -246,8 +246,12 @@ impl Progress {
         }
     }
 
-    /// Removes the bar.
-    pub fn finish(mut self) {
+    /// Removes the bar (dropping it does the same, also when a run fails).
+    pub fn finish(self) {}
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
         if let Some(t) = self.ticker.take() {
             t.abort();
         }
