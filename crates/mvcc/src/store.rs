@@ -289,7 +289,79 @@ impl<B: Backend> Drop for Store<B> {
     }
 }
 
+/// Records of the key bucket a restore batch carries.
+const RESTORE_BATCH_RECORDS: usize = 4096;
+/// Batches in flight between the scanning and the indexing thread.
+const RESTORE_QUEUE_BATCHES: usize = 4;
+
+/// One record of the key bucket, decoded for the index; its key is
+/// `bytes[key_start..key_end]` of its batch.
+struct RestoreRecord {
+    key_start: usize,
+    key_end: usize,
+    rev: Revision,
+    tombstone: bool,
+    created: i64,
+    version: i64,
+}
+
+/// Decoded records, their keys packed into one buffer.
+#[derive(Default)]
+struct RestoreBatch {
+    bytes: Vec<u8>,
+    records: Vec<RestoreRecord>,
+}
+
+impl RestoreBatch {
+    fn push(&mut self, k: &[u8], v: &[u8]) -> Result<()> {
+        let bk =
+            BucketKey::decode(k).ok_or_else(|| Error::Corrupt(format!("key-bucket key {k:?}")))?;
+        let fields = codec::decode_key_fields(v)?;
+        let key_start = self.bytes.len();
+        self.bytes.extend_from_slice(fields.key);
+        self.records.push(RestoreRecord {
+            key_start,
+            key_end: self.bytes.len(),
+            rev: bk.rev,
+            tombstone: bk.tombstone,
+            created: fields.create_revision,
+            version: fields.version,
+        });
+        Ok(())
+    }
+}
+
+/// Reads the whole key bucket in revision order and sends it on in batches.
+fn scan_key_bucket<B: Backend>(backend: &B, out: &SyncSender<RestoreBatch>) -> Result<()> {
+    let tx = backend.concurrent_read_tx();
+    let mut batch = RestoreBatch::default();
+    let mut failure = None;
+    tx.scan(Bucket::KEY, &[], Some(&[]), &mut |k, v| {
+        if let Err(e) = batch.push(k, v) {
+            failure = Some(e);
+            return ControlFlow::Break(());
+        }
+        if batch.records.len() == RESTORE_BATCH_RECORDS
+            && out.send(std::mem::take(&mut batch)).is_err()
+        {
+            return ControlFlow::Break(()); // the indexing side stopped
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !batch.records.is_empty() {
+        let _ = out.send(batch);
+    }
+    Ok(())
+}
+
 /// Rebuilds the index; returns it, the revisions, and a compaction to resume.
+///
+/// One thread scans and decodes the key bucket (RocksDB iteration and
+/// decompression) while this one builds the index, so a restart over a
+/// large store uses both halves of the work at once.
 fn restore<B: Backend>(backend: &B) -> Result<(TreeIndex, RevState, Option<i64>)> {
     let tx = backend.concurrent_read_tx();
     let meta_rev = |key: &[u8]| -> Result<i64> {
@@ -302,35 +374,31 @@ fn restore<B: Backend>(backend: &B) -> Result<(TreeIndex, RevState, Option<i64>)
     };
     let finished = meta_rev(FINISHED_COMPACT_KEY)?;
     let scheduled = meta_rev(SCHEDULED_COMPACT_KEY)?;
+    drop(tx);
     let mut index = TreeIndex::default();
     let mut current = 1;
-    let mut failure = None;
-    tx.scan(Bucket::KEY, &[], Some(&[]), &mut |k, v| {
-        let mut step = || -> Result<()> {
-            let bk = BucketKey::decode(k)
-                .ok_or_else(|| Error::Corrupt(format!("key-bucket key {k:?}")))?;
-            let fields = codec::decode_key_fields(v)?;
-            index.restore(
-                fields.key,
-                bk.rev,
-                bk.tombstone,
-                fields.create_revision,
-                fields.version,
-            );
-            current = current.max(bk.rev.main);
-            Ok(())
-        };
-        match step() {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failure = Some(e);
-                ControlFlow::Break(())
+    std::thread::scope(|scope| -> Result<()> {
+        let (batches, received) = sync_channel::<RestoreBatch>(RESTORE_QUEUE_BATCHES);
+        let scanner = std::thread::Builder::new()
+            .name("index-restore".into())
+            .spawn_scoped(scope, move || scan_key_bucket(backend, &batches))
+            .map_err(|e| Error::Backend(ironcd_backend::Error::Io(e)))?;
+        for batch in received {
+            for r in &batch.records {
+                index.restore(
+                    &batch.bytes[r.key_start..r.key_end],
+                    r.rev,
+                    r.tombstone,
+                    r.created,
+                    r.version,
+                );
+                current = current.max(r.rev.main);
             }
         }
+        scanner
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     let compact = finished.max(scheduled);
     let revs = RevState {
         current: current.max(compact),
