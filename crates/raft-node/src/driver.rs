@@ -256,7 +256,7 @@ impl Driver {
     fn handle(&mut self, input: Input) -> bool {
         match input {
             Input::Propose { seq, data, reply } => {
-                let proposed = self.raw.propose(self.proposal_id(seq), data);
+                let proposed = self.raw.propose(session_tag(self.session, seq), data);
                 self.track(seq, false, proposed, reply);
             }
             Input::ProposeConfChange {
@@ -296,13 +296,6 @@ impl Driver {
         self.durable_applied
             .load(Ordering::Acquire)
             .min(self.applied)
-    }
-
-    fn proposal_id(&self, seq: u64) -> Vec<u8> {
-        let mut id = Vec::with_capacity(PROPOSAL_ID_BYTES as usize);
-        id.extend_from_slice(&self.session.to_le_bytes());
-        id.extend_from_slice(&seq.to_le_bytes());
-        id
     }
 
     /// Waits for the proposal to commit, or answers raft's refusal now.
@@ -347,7 +340,7 @@ impl Driver {
             )));
             return;
         }
-        let mut ctx = self.proposal_id(seq);
+        let mut ctx = session_tag(self.session, seq);
         ctx.extend_from_slice(&context);
         let proposed = self.raw.propose_conf_change(ctx, change);
         self.track(seq, true, proposed, reply);
@@ -586,13 +579,10 @@ impl Driver {
     /// The proposal sequence number if this member proposed the entry, and
     /// the caller's part of the context.
     fn split_context(&self, context: &[u8]) -> (Option<u64>, Vec<u8>) {
-        if context.len() < PROPOSAL_ID_BYTES as usize {
-            return (None, Vec::new());
+        match split_session_tag(self.session, context) {
+            Some((seq, rest)) => (seq, rest.to_vec()),
+            None => (None, Vec::new()),
         }
-        let (id, rest) = context.split_at(PROPOSAL_ID_BYTES as usize);
-        let session = u64::from_le_bytes(id[..8].try_into().expect("8 bytes"));
-        let seq = u64::from_le_bytes(id[8..].try_into().expect("8 bytes"));
-        ((session == self.session).then_some(seq), rest.to_vec())
     }
 
     fn resolve(&mut self, owner: Option<u64>, conf_change: bool, result: Result<u64>) {
@@ -735,23 +725,33 @@ impl Driver {
 fn send_read_index(raw: &mut RawNode<LogStore>, session: u64, next_ctx: &mut u64) -> u64 {
     let seq = *next_ctx;
     *next_ctx += 1;
-    raw.read_index(read_ctx(session, seq));
+    raw.read_index(session_tag(session, seq));
     seq
 }
 
-fn read_ctx(session: u64, seq: u64) -> Vec<u8> {
-    let mut ctx = Vec::with_capacity(16);
-    ctx.extend_from_slice(&session.to_le_bytes());
-    ctx.extend_from_slice(&seq.to_le_bytes());
-    ctx
+/// `[session u64 LE][seq u64 LE]`: what marks this member's proposals (at
+/// the front of an entry's context) and its read-index requests.
+fn session_tag(session: u64, seq: u64) -> Vec<u8> {
+    let mut tag = Vec::with_capacity(PROPOSAL_ID_BYTES as usize);
+    tag.extend_from_slice(&session.to_le_bytes());
+    tag.extend_from_slice(&seq.to_le_bytes());
+    tag
+}
+
+/// Splits a session tag off the front of `bytes`: its `seq` if this
+/// session made it (`None` if another did), and what follows. `None` if
+/// `bytes` is too short to hold a tag.
+fn split_session_tag(session: u64, bytes: &[u8]) -> Option<(Option<u64>, &[u8])> {
+    let (tag, rest) = bytes.split_at_checked(PROPOSAL_ID_BYTES as usize)?;
+    let (head, seq) = tag.split_at(8);
+    let head = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    let seq = u64::from_le_bytes(seq.try_into().expect("8 bytes"));
+    Some(((head == session).then_some(seq), rest))
 }
 
 /// The sequence number of a read context this member sent, if it is one.
 fn read_ctx_seq(session: u64, ctx: &[u8]) -> Option<u64> {
-    let (head, seq) = ctx.split_at_checked(8)?;
-    let head = u64::from_le_bytes(head.try_into().ok()?);
-    let seq = u64::from_le_bytes(seq.try_into().ok()?);
-    (head == session).then_some(seq)
+    split_session_tag(session, ctx).and_then(|(seq, _)| seq)
 }
 
 fn snapshot_data(snapshot: &Snapshot) -> SnapshotData {
@@ -773,9 +773,9 @@ mod tests {
         let (a, b) = (0x1111, 0x2222);
         // Both members' first read: the contexts must differ, or the leader
         // drops the second as a duplicate.
-        assert_ne!(read_ctx(a, 1), read_ctx(b, 1));
-        assert_eq!(read_ctx_seq(a, &read_ctx(a, 7)), Some(7));
-        assert_eq!(read_ctx_seq(a, &read_ctx(b, 7)), None);
+        assert_ne!(session_tag(a, 1), session_tag(b, 1));
+        assert_eq!(read_ctx_seq(a, &session_tag(a, 7)), Some(7));
+        assert_eq!(read_ctx_seq(a, &session_tag(b, 7)), None);
         assert_eq!(read_ctx_seq(a, &7u64.to_le_bytes()), None);
         assert_eq!(read_ctx_seq(a, &[]), None);
     }

@@ -155,18 +155,10 @@ impl MaintenanceApi for EtcdServer {
 
     async fn snapshot(&self) -> ApiResult<SnapshotChunks> {
         let server = self.clone();
-        let data = tokio::task::spawn_blocking(move || {
-            let store = server.state().store();
-            let backend = store.backend();
-            let mut data = Vec::new();
-            backend
-                .force_commit()
-                .and_then(|_| backend.snapshot(&mut data))
-                .map(|_| data)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        let data = tokio::task::spawn_blocking(move || server.state().backend_snapshot())
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         let data = with_checksum(data);
         let header = self.current_header();
         // Chunks are copied out one at a time as the stream is polled, so

@@ -282,13 +282,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     ));
     let source_state = state.clone();
     transport.set_snapshot_source(Arc::new(move || {
-        let mut data = Vec::new();
-        source_state
-            .store()
-            .backend()
-            .snapshot(&mut data)
-            .map_err(|e| e.to_string())?;
-        Ok(data)
+        source_state.backend_snapshot().map_err(|e| e.to_string())
     }));
     let rc = raft_config(&cfg, &identity);
     let (node, stream) =

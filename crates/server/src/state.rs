@@ -194,6 +194,18 @@ impl State {
         }
     }
 
+    /// The backend as it is now, as one snapshot stream (buffered writes
+    /// committed first): `Maintenance.Snapshot` and peers that need a raft
+    /// snapshot both send this.
+    pub fn backend_snapshot(&self) -> Result<Vec<u8>> {
+        let store = self.store();
+        let backend = store.backend();
+        let mut data = Vec::new();
+        backend.force_commit()?;
+        backend.snapshot(&mut data)?;
+        Ok(data)
+    }
+
     /// Replaces the whole backend with a snapshot stream's contents, then
     /// reloads everything derived from it. Returns the new consistent index.
     pub fn restore(&self, data: &[u8]) -> Result<u64> {

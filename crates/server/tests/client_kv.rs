@@ -668,6 +668,17 @@ async fn deleted_key_starts_anew(client: &mut Client) {
 
 /// Whether `compare` holds, by a txn that reads `k1` on success and `k2`
 /// on failure (and checks it got the branch it reports).
+/// Each compare's txn takes the branch it is paired with (true: then).
+async fn assert_txn_outcomes(
+    client: &mut Client,
+    cases: impl IntoIterator<Item = (Compare, bool)>,
+) {
+    for (compare, expected) in cases {
+        let described = format!("{compare:?}");
+        assert_eq!(txn_outcome(client, compare).await, expected, "{described}");
+    }
+}
+
 async fn txn_outcome(client: &mut Client, compare: Compare) -> bool {
     let described = format!("{compare:?}");
     let txn = Txn::new()
@@ -716,14 +727,7 @@ async fn txn_compares(mut client: Client) {
         (Compare::value("missing", Equal, ""), false),
         (Compare::value("missing", NotEqual, "x"), false),
     ];
-    for (compare, expected) in cases {
-        let described = format!("{compare:?}");
-        assert_eq!(
-            txn_outcome(&mut client, compare).await,
-            expected,
-            "{described}"
-        );
-    }
+    assert_txn_outcomes(&mut client, cases).await;
     assert_eq!(current_revision(&mut client).await, 8, "read-only txns");
 }
 
@@ -753,14 +757,7 @@ async fn txn_compare_over_a_range(mut client: Client) {
         (Compare::version("q", Equal, 0).with_prefix(), true),
         (Compare::value("q", NotEqual, "x").with_prefix(), false),
     ];
-    for (compare, expected) in cases {
-        let described = format!("{compare:?}");
-        assert_eq!(
-            txn_outcome(&mut client, compare).await,
-            expected,
-            "{described}"
-        );
-    }
+    assert_txn_outcomes(&mut client, cases).await;
     // All compares must hold.
     let txn = Txn::new().when([
         Compare::value("k1", Equal, "zeta"),

@@ -39,14 +39,7 @@ pub(super) async fn keepalive(ctx: &Ctx, ttl: i64) -> Result<Report> {
         let mut lease = ctx.conn(i).lease_client();
         let granted = match lease.grant(ttl, None).await {
             Ok(granted) => granted,
-            Err(e) if is_unimplemented(&e) => {
-                return Ok(ctx.report(
-                    Default::default(),
-                    Stats::default(),
-                    Some(SERVICE.into()),
-                    Map::new(),
-                ))
-            }
+            Err(e) if is_unimplemented(&e) => return Ok(ctx.not_served(SERVICE)),
             Err(e) => return Err(e.into()),
         };
         let (keeper, answers) = lease.keep_alive(granted.id()).await?;

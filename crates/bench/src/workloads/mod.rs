@@ -112,6 +112,16 @@ impl Ctx {
         Ok(self.report(elapsed, stats, control.not_served(), Map::new()))
     }
 
+    /// The report of a run the endpoint refused: it does not serve `service`.
+    fn not_served(&self, service: &str) -> Report {
+        self.report(
+            std::time::Duration::ZERO,
+            Stats::default(),
+            Some(service.to_string()),
+            Map::new(),
+        )
+    }
+
     fn report(
         &self,
         elapsed: std::time::Duration,

@@ -127,14 +127,7 @@ pub(super) async fn watch(ctx: &Ctx, watchers: u64) -> Result<Report> {
     for i in 0..watchers {
         match open_watcher(ctx, i).await? {
             Some(stream) => streams.push(stream),
-            None => {
-                return Ok(ctx.report(
-                    Duration::ZERO,
-                    Stats::default(),
-                    Some(SERVICE.into()),
-                    Map::new(),
-                ))
-            }
+            None => return Ok(ctx.not_served(SERVICE)),
         }
     }
     let epoch = Instant::now();
