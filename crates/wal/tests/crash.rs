@@ -1,20 +1,18 @@
-//! A crash in the middle of a segment cut: a child process (this test binary
-//! re-run in child mode) saves entries until a cut has written and synced
-//! the new segment under its temporary name, and is killed with SIGKILL
-//! before the rename. Reopening must find every acknowledged entry, drop the
-//! temporary file, and carry on.
+//! A crash in the middle of a segment cut: a child process (the
+//! `wal-crash-child` binary, `tests/bin/crash_child.rs`) saves entries until
+//! a cut has written and synced the new segment under its temporary name,
+//! and is killed with SIGKILL before the rename. Reopening must find every
+//! acknowledged entry, drop the temporary file, and carry on.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use common::{entry, segments, small_config};
-use ironcd_wal::{HardState, OpenMode, SnapshotMarker, StdIo, Wal, WalFile, WalIo};
+use ironcd_wal::{HardState, SnapshotMarker, Wal};
 
-const CHILD_ENV: &str = "IRONCD_WAL_CRASH_DIR";
 const HS: HardState = HardState {
     term: 1,
     vote: 1,
@@ -22,85 +20,23 @@ const HS: HardState = HardState {
 };
 const ROUNDS: usize = 3;
 
-/// The real filesystem, except that renaming a temporary segment other than
-/// the first announces it and then waits to be killed.
-#[derive(Debug)]
-struct StopBeforeRename;
-
-impl WalIo for StopBeforeRename {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        StdIo.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        StdIo.list(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Box<dyn WalFile>> {
-        StdIo.open(path, mode)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        let first_segment = to
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("0000000000000000-"));
-        if from.extension().is_some_and(|x| x == "tmp") && !first_segment {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "renaming {}", from.display())?;
-            out.flush()?;
-            loop {
-                std::thread::park();
-            }
-        }
-        StdIo.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> std::io::Result<()> {
-        StdIo.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        StdIo.sync_dir(dir)
-    }
-}
-
-/// The child's body: runs only when the parent sets `CHILD_ENV`.
-#[test]
-fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let io: Arc<dyn WalIo> = Arc::new(StopBeforeRename);
-    let mut wal = if Wal::exists(&dir) {
-        Wal::open_with_io(io, &dir, SnapshotMarker::default(), &small_config())
-            .unwrap()
-            .read_all()
-            .unwrap()
-            .0
-    } else {
-        Wal::create_with_io(io, &dir, b"crash", &small_config()).unwrap()
-    };
-    let mut out = std::io::stdout().lock();
-    for index in wal.last_index() + 1.. {
-        wal.save(&HS, &[entry(index, 1, 200)]).expect("child save");
-        writeln!(out, "saved {index}").expect("stdout");
-        out.flush().expect("flush");
-    }
-}
-
 /// Runs a child until it announces a rename; returns the last entry it
 /// acknowledged (if any) and the temporary file it was about to rename.
 fn run_child_until_rename(dir: &Path) -> (Option<u64>, String) {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wal-crash-child"))
+        .arg(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // A child that fails says why.
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn child");
     let mut acked = None;
     let mut temp = None;
-    // The harness prints "test crash_child ... " in front of the first line.
     for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
         let line = line.expect("line");
-        if let Some((_, n)) = line.split_once("saved ") {
+        if let Some(n) = line.strip_prefix("saved ") {
             acked = Some(n.parse().expect("index"));
-        } else if let Some((_, path)) = line.split_once("renaming ") {
+        } else if let Some(path) = line.strip_prefix("renaming ") {
             temp = Some(path.to_string());
             break;
         }
