@@ -64,50 +64,10 @@ impl TestFs {
 /// A factory of fresh filesystems.
 pub type NewFs<'a> = &'a dyn Fn() -> TestFs;
 
-/// One conformance case.
-pub type Case = fn(NewFs<'_>);
-
-/// Every case, by name.
-pub const CASES: &[(&str, Case)] = &[
-    ("write_then_read_back", write_then_read_back),
-    ("open_modes_and_missing_files", open_modes_and_missing_files),
-    ("syncs_succeed", syncs_succeed),
-    (
-        "rename_replaces_and_follows_open_files",
-        rename_replaces_and_follows_open_files,
-    ),
-    (
-        "remove_leaves_open_files_readable",
-        remove_leaves_open_files_readable,
-    ),
-    ("list_and_create_dir_all", list_and_create_dir_all),
-    (
-        "set_len_truncates_and_extends",
-        set_len_truncates_and_extends,
-    ),
-    ("preallocate_leaves_zeros", preallocate_leaves_zeros),
-    ("lock_is_exclusive", lock_is_exclusive),
-    ("wal_round_trip", wal_round_trip),
-    ("wal_is_locked_while_open", wal_is_locked_while_open),
-    (
-        "wal_cuts_segments_and_releases",
-        wal_cuts_segments_and_releases,
-    ),
-    ("wal_repairs_a_truncated_tail", wal_repairs_a_truncated_tail),
-    ("snapshots_save_load_purge", snapshots_save_load_purge),
-];
-
-/// Runs every case, naming each on stderr first so a failure is placed.
-pub fn run_all(new_fs: NewFs<'_>) {
-    for (name, case) in CASES {
-        eprintln!("wal io conformance: {name}");
-        case(new_fs);
-    }
-}
-
 /// One `#[test]` per conformance case, for the filesystem factory given
-/// (an expression of type `impl Fn() -> TestFs`). Expand it inside a module
-/// per implementation.
+/// (an expression of type `impl Fn() -> TestFs`), each named after its case
+/// so a failure names itself. Expand it inside a module per implementation.
+/// The list here is the one list of cases: a new case is added to it.
 #[macro_export]
 macro_rules! wal_io_conformance {
     (@cases $new_fs:expr; $($case:ident),* $(,)?) => {

@@ -1,11 +1,12 @@
 //! The `WalIo` conformance suite (`ironcd_wal::testkit`) against every
 //! implementation: the real filesystem in a temporary directory, and the
-//! in-memory one.
+//! in-memory one; one test per case and implementation
+//! (`std_io::wal_round_trip`, `mem_io::wal_round_trip`, …).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use ironcd_wal::testkit::{self, TestFs};
+use ironcd_wal::testkit::TestFs;
 use ironcd_wal::{MemIo, StdIo, WalIo};
 
 fn std_fs() -> TestFs {
@@ -28,10 +29,4 @@ mod std_io {
 
 mod mem_io {
     ironcd_wal::wal_io_conformance!(super::mem_fs);
-}
-
-/// Every listed case is also in the macro (each runs above by name).
-#[test]
-fn the_case_list_runs_whole() {
-    testkit::run_all(&mem_fs);
 }
