@@ -18,7 +18,6 @@
 //! and calls [`start::start`].
 
 mod apply;
-mod authority;
 mod cluster_api;
 pub mod compactor;
 pub mod config;

@@ -396,7 +396,7 @@ fn serve(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(crate::authority::AuthorityFixListener(listener), router)
+        if let Err(e) = axum::serve(ironcd_h2_authority::AuthorityFixListener(listener), router)
             .with_graceful_shutdown(shutdown)
             .await
         {
