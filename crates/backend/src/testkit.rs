@@ -1,6 +1,20 @@
 //! The conformance suite every engine under [`BufferedBackend`] must pass.
-//! Each engine's test file calls [`run_all`] with a factory for fresh
-//! backends.
+//! Each case is a function taking a factory of fresh backends ([`Factory`]);
+//! it panics on the first broken expectation.
+//! [`backend_conformance!`](crate::backend_conformance) makes one `#[test]`
+//! per case for an engine, given a runner that hands each case a factory:
+//!
+//! ```
+//! mod mem {
+//!     use ironcd_backend::{testkit::Factory, MemBackend, MemEngine};
+//!
+//!     fn with_memory(case: fn(Factory<'_, MemEngine>)) {
+//!         case(&MemBackend::open_in_memory)
+//!     }
+//!     ironcd_backend::backend_conformance!(with_memory);
+//! }
+//! # fn main() {}
+//! ```
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,20 +29,30 @@ use crate::{
 /// Makes an empty backend with the given config.
 pub type Factory<'a, E> = &'a (dyn Fn(BackendConfig) -> BufferedBackend<E> + Sync);
 
-/// Runs every conformance case against fresh backends from `make`.
-pub fn run_all<E: Engine>(make: Factory<'_, E>) {
-    put_get_delete(make);
-    range_bounds_and_limit(make);
-    txn_writes_hidden_until_txn_ends(make);
-    buffered_delete_hides_committed_value(make);
-    commits_when_batch_limit_reached(make);
-    commits_on_interval(make);
-    readers_never_see_half_a_txn(make);
-    concurrent_read_is_point_in_time(make);
-    snapshot_round_trip(make);
-    snapshot_rejects_damage(make);
-    hash_depends_on_content_only(make);
-    defrag_keeps_data(make);
+/// One `#[test]` per conformance case, each named after its case so a
+/// failure names itself. `$run` is a function (or closure) taking one case,
+/// `fn(Factory<'_, E>)`, and calling it with a factory of fresh backends of
+/// the engine under test; it may set up what the factory needs (a temporary
+/// directory) around the call. Expand it inside a module per engine. The
+/// list here is the one list of cases: a new case is added to it.
+#[macro_export]
+macro_rules! backend_conformance {
+    (@cases $run:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                ($run)($crate::testkit::$case)
+            }
+        )*
+    };
+    ($run:expr) => {
+        $crate::backend_conformance!(@cases $run;
+            put_get_delete, range_bounds_and_limit, txn_writes_hidden_until_txn_ends,
+            buffered_delete_hides_committed_value, commits_when_batch_limit_reached,
+            commits_on_interval, readers_never_see_half_a_txn,
+            concurrent_read_is_point_in_time, snapshot_round_trip, snapshot_rejects_damage,
+            hash_depends_on_content_only, defrag_keeps_data);
+    };
 }
 
 fn no_auto_commit() -> BackendConfig {

@@ -1,24 +1,38 @@
-//! The backend conformance suite on both engines, plus RocksDB's own
-//! persistence cases.
+//! The backend conformance suite on both engines, one test per case and
+//! engine (`mem::put_get_delete`, `rocks::put_get_delete`, …), plus
+//! RocksDB's own persistence cases.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ironcd_backend::testkit::Factory;
 use ironcd_backend::{
-    testkit, Backend, BackendConfig, BatchTx, Bucket, MemBackend, ReadTx, RocksBackend,
+    Backend, BackendConfig, BatchTx, Bucket, MemBackend, MemEngine, ReadTx, RocksBackend,
+    RocksEngine,
 };
 
-#[test]
-fn in_memory_engine_conforms() {
-    testkit::run_all(&MemBackend::open_in_memory);
+/// Runs `case` on in-memory backends.
+fn with_memory(case: fn(Factory<'_, MemEngine>)) {
+    case(&MemBackend::open_in_memory)
 }
 
-#[test]
-fn rocksdb_engine_conforms() {
+/// Runs `case` on RocksDB backends, each in a fresh directory under one
+/// temporary root that lives as long as the case.
+fn with_rocksdb(case: fn(Factory<'_, RocksEngine>)) {
     let root = tempfile::tempdir().expect("tempdir");
-    let next = std::sync::atomic::AtomicU32::new(0);
+    let next = AtomicU32::new(0);
     let make = |config: BackendConfig| {
-        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = next.fetch_add(1, Ordering::Relaxed);
         RocksBackend::open(root.path().join(format!("db{n}")), config).expect("open")
     };
-    testkit::run_all(&make);
+    case(&make)
+}
+
+mod mem {
+    ironcd_backend::backend_conformance!(super::with_memory);
+}
+
+mod rocks {
+    ironcd_backend::backend_conformance!(super::with_rocksdb);
 }
 
 #[test]
