@@ -1,79 +1,20 @@
-//! Crash safety of the store: a child process applying write txns (each
-//! with a `consistent_index` in the same backend batch, as the server does)
-//! and compacting now and then is killed with SIGKILL at random points.
+//! Crash safety of the store: a child process (the `mvcc-crash-child`
+//! binary, `tests/bin/crash_child.rs`) applying write txns (each with a
+//! `consistent_index` in the same backend batch, as the server does) and
+//! compacting now and then is killed with SIGKILL at random points.
 //! Reopening must give exactly the state after some txn `i` — never a torn
 //! txn — with `consistent_index == i`, the revision in step with it, every
 //! synced txn present, and an interrupted compaction resumed.
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "bin/crash_workload.rs"]
+mod workload;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use ironcd_backend::{Backend, BackendConfig, BatchTx, Bucket, ReadTx, RocksBackend};
-use ironcd_mvcc::{RangeOptions, Store, StoreConfig};
+use ironcd_mvcc::RangeOptions;
 use rand::Rng;
-
-const CHILD_ENV: &str = "IRONCD_MVCC_CRASH_DIR";
-const SLOTS: u64 = 20;
-
-fn open(dir: &str) -> Store<RocksBackend> {
-    let config = BackendConfig {
-        batch_interval_ms: 2,
-        batch_limit: 100,
-        ..BackendConfig::default()
-    };
-    let backend = Arc::new(RocksBackend::open(dir, config).expect("open backend"));
-    let store_config = StoreConfig {
-        compaction_batch_limit: 7,
-        ..StoreConfig::default()
-    };
-    Store::open(backend, store_config).expect("open store")
-}
-
-fn consistent_index(store: &Store<RocksBackend>) -> u64 {
-    store
-        .backend()
-        .read_tx()
-        .get(Bucket::META, b"consistent_index")
-        .expect("read")
-        .map_or(0, |v| u64::from_be_bytes(v.try_into().expect("8 bytes")))
-}
-
-/// Txn `i` puts slot `i % SLOTS` and deletes the marker of txn `i - 1`.
-fn apply(store: &Store<RocksBackend>, i: u64) {
-    let mut txn = store.write();
-    txn.put(
-        format!("slot/{:02}", i % SLOTS).as_bytes(),
-        &i.to_be_bytes(),
-        0,
-    );
-    txn.put(format!("marker/{i}").as_bytes(), b"m", 0);
-    txn.delete_range(format!("marker/{}", i - 1).as_bytes(), None);
-    txn.backend_tx()
-        .put(Bucket::META, b"consistent_index", &i.to_be_bytes());
-}
-
-#[test]
-fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let store = open(&dir);
-    let first = consistent_index(&store) + 1;
-    let mut out = std::io::stdout().lock();
-    for i in first..first + 1_000_000 {
-        apply(&store, i);
-        if i % 64 == 0 {
-            // Leave the compaction running: the kill may land inside it.
-            let _ = store.compact(store.current_rev() - 10);
-        }
-        if i % 41 == 0 {
-            store.backend().force_commit().expect("force commit");
-            writeln!(out, "synced {i}").expect("stdout");
-            out.flush().expect("flush");
-        }
-    }
-}
+use workload::{consistent_index, open, SLOTS};
 
 #[test]
 fn sigkill_leaves_a_consistent_prefix() {
@@ -81,11 +22,11 @@ fn sigkill_leaves_a_consistent_prefix() {
     let path = dir.path().to_str().expect("utf8 path").to_owned();
     let mut rng = rand::thread_rng();
     for round in 0..15 {
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &path)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mvcc-crash-child"))
+            .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // A child that fails says why.
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn");
         let wanted = rng.gen_range(1..25);
