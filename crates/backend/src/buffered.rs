@@ -343,6 +343,19 @@ impl<E: Engine> Backend for BufferedBackend<E> {
         crate::snapshot::write_stream(&self.concurrent_read_tx(), out)
     }
 
+    fn snapshot_sized(
+        &self,
+        announce: &mut dyn FnMut(u64) -> Result<()>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let view = self.concurrent_read_tx();
+        let len = crate::snapshot::stream_len(&view)?;
+        announce(len)?;
+        let written = crate::snapshot::write_stream(&view, out)?;
+        assert_eq!(written, len, "a point-in-time view changed between two passes");
+        Ok(written)
+    }
+
     fn size_bytes(&self) -> u64 {
         self.shared.engine.size_bytes()
     }

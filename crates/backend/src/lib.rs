@@ -200,6 +200,15 @@ pub trait Backend: Send + Sync + 'static {
     /// (format in the `snapshot` module); returns the bytes written. A
     /// backend can be rebuilt from the stream with [`restore_snapshot`].
     fn snapshot(&self, out: &mut dyn Write) -> Result<u64>;
+    /// Like [`snapshot`](Backend::snapshot), but first passes `announce`
+    /// the exact length the stream will have (a counting pass over the
+    /// same point-in-time view), for senders that state a size before the
+    /// data. Nothing is held in memory beyond one record at a time.
+    fn snapshot_sized(
+        &self,
+        announce: &mut dyn FnMut(u64) -> Result<()>,
+        out: &mut dyn Write,
+    ) -> Result<u64>;
     /// Bytes the backend occupies on disk (or in memory).
     fn size_bytes(&self) -> u64;
     /// Bytes of live data, excluding space reclaimable by defrag.

@@ -18,6 +18,13 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"IRCDSNP1";
 const MAX_FIELD_BYTES: u32 = 64 << 20;
 /// Records per write txn while restoring.
 const RESTORE_TXN_RECORDS: u64 = 4096;
+/// Bytes of keys and values per write txn while restoring: a txn's writes
+/// wait in memory until the backend commits them, so large values must
+/// not pile up there.
+const RESTORE_TXN_BYTES: u64 = 16 << 20;
+/// Bytes restored between forced engine commits, so that what the write
+/// buffers hold stays bounded whatever the snapshot's size.
+const RESTORE_COMMIT_BYTES: u64 = 64 << 20;
 
 struct CrcWriter<'a> {
     out: &'a mut dyn Write,
@@ -74,6 +81,22 @@ pub(crate) fn write_stream(view: &impl ReadTx, out: &mut dyn Write) -> Result<u6
     Ok(w.bytes + 4)
 }
 
+/// The length of the stream [`write_stream`] writes for `view`, found by a
+/// pass over the same view without reading values out (etcd announces a
+/// snapshot's size before its data; the stream is made as it is sent).
+pub(crate) fn stream_len(view: &impl ReadTx) -> Result<u64> {
+    // Magic, then per record a 10-byte head, then the 9-byte trailer and
+    // the 4-byte checksum.
+    let mut len = SNAPSHOT_MAGIC.len() as u64 + 9 + 4;
+    for bucket in Bucket::all() {
+        view.scan(bucket, &[], Some(&[]), &mut |k, v| {
+            len += 10 + k.len() as u64 + v.len() as u64;
+            ControlFlow::Continue(())
+        })?;
+    }
+    Ok(len)
+}
+
 struct CrcReader<'a> {
     input: &'a mut dyn Read,
     crc: u32,
@@ -113,8 +136,10 @@ pub fn restore_snapshot<B: Backend>(backend: &B, input: &mut dyn Read) -> Result
         return Err(Error::CorruptSnapshot("bad magic".into()));
     }
     let mut records = 0u64;
+    let mut uncommitted_bytes = 0u64;
     loop {
         let mut tx = backend.batch_tx();
+        let mut txn_bytes = 0u64;
         for _ in 0..RESTORE_TXN_RECORDS {
             let mut tag = [0u8; 1];
             r.take(&mut tag)?;
@@ -135,6 +160,16 @@ pub fn restore_snapshot<B: Backend>(backend: &B, input: &mut dyn Read) -> Result
             let value = r.take_vec(value_len)?;
             tx.put(bucket, &key, &value);
             records += 1;
+            txn_bytes += u64::from(key_len) + u64::from(value_len);
+            if txn_bytes >= RESTORE_TXN_BYTES {
+                break;
+            }
+        }
+        drop(tx);
+        uncommitted_bytes += txn_bytes;
+        if uncommitted_bytes >= RESTORE_COMMIT_BYTES {
+            backend.force_commit()?;
+            uncommitted_bytes = 0;
         }
     }
 }
@@ -165,4 +200,64 @@ fn is_empty<B: Backend>(backend: &B) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendConfig, MemBackend};
+
+    fn backend() -> MemBackend {
+        MemBackend::open_in_memory(BackendConfig::default())
+    }
+
+    #[test]
+    fn the_announced_length_is_the_stream_length() {
+        let b = backend();
+        {
+            let mut tx = b.batch_tx();
+            for i in 0..300u32 {
+                tx.put(Bucket::KEY, &i.to_be_bytes(), &vec![7; i as usize]);
+            }
+            tx.put(Bucket::META, b"consistent_index", &9u64.to_be_bytes());
+        }
+        let mut announced = None;
+        let mut stream = Vec::new();
+        let written = b
+            .snapshot_sized(
+                &mut |len| {
+                    announced = Some(len);
+                    Ok(())
+                },
+                &mut stream,
+            )
+            .unwrap();
+        assert_eq!(announced, Some(stream.len() as u64));
+        assert_eq!(written, stream.len() as u64);
+        let mut plain = Vec::new();
+        b.snapshot(&mut plain).unwrap();
+        assert_eq!(plain, stream);
+    }
+
+    #[test]
+    fn large_values_restore_across_many_commits() {
+        // More bytes than one restore txn and one commit interval hold.
+        let b = backend();
+        let value = |i: u32| vec![i as u8; 1 << 20];
+        let n = ((RESTORE_COMMIT_BYTES >> 20) + 8) as u32;
+        for i in 0..n {
+            b.batch_tx().put(Bucket::KEY, &i.to_be_bytes(), &value(i));
+        }
+        let mut stream = Vec::new();
+        b.snapshot(&mut stream).unwrap();
+        let restored = backend();
+        assert_eq!(
+            restore_snapshot(&restored, &mut stream.as_slice()).unwrap(),
+            u64::from(n)
+        );
+        for i in 0..n {
+            let got = restored.read_tx().get(Bucket::KEY, &i.to_be_bytes()).unwrap();
+            assert_eq!(got.as_deref(), Some(&value(i)[..]), "key {i}");
+        }
+    }
 }

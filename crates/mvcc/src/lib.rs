@@ -50,7 +50,7 @@ pub use error::{Error, Result};
 pub use key_index::{KeyAt, KeyIndex};
 pub use revision::{BucketKey, Revision};
 pub use store::{
-    CompactionWait, KvHash, Observer, RangeOptions, RangeResult, Store, StoreConfig, TxnRead,
-    TxnWrite, COMPACTION_QUEUE_CAPACITY, FINISHED_COMPACT_KEY, SCHEDULED_COMPACT_KEY,
+    CompactionWait, KvHash, Observer, RangeOptions, RangeResult, ReadView, Store, StoreConfig,
+    TxnRead, TxnWrite, COMPACTION_QUEUE_CAPACITY, FINISHED_COMPACT_KEY, SCHEDULED_COMPACT_KEY,
 };
 pub use tree_index::TreeIndex;

@@ -496,6 +496,35 @@ fn range_at<B: Backend>(
     })
 }
 
+/// What both kinds of txn read through (etcd's `ReadView`): a read txn's
+/// fixed view, or a write txn's, which sees its own changes. Code that only
+/// reads takes `&dyn ReadView` and serves both.
+pub trait ReadView {
+    /// The revision reads see by default.
+    fn rev(&self) -> i64;
+    /// Range read: `end == None` reads `key` alone; an empty `end` reads
+    /// every key ≥ `key`; otherwise `[key, end)`.
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult>;
+}
+
+impl<B: Backend> ReadView for TxnRead<'_, B> {
+    fn rev(&self) -> i64 {
+        TxnRead::rev(self)
+    }
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        TxnRead::range(self, key, end, opts)
+    }
+}
+
+impl<B: Backend> ReadView for TxnWrite<'_, B> {
+    fn rev(&self) -> i64 {
+        TxnWrite::rev(self)
+    }
+    fn range(&self, key: &[u8], end: Option<&[u8]>, opts: RangeOptions) -> Result<RangeResult> {
+        TxnWrite::range(self, key, end, opts)
+    }
+}
+
 /// A read txn: a fixed view at the revision current when it started.
 pub struct TxnRead<'a, B: Backend> {
     inner: &'a Inner<B>,
