@@ -1,8 +1,10 @@
 //! raft-rs's types on the wire and on disk. They are prost 0.11 messages, so
 //! they are encoded and decoded with prost 0.11 (`prost011`) — never through
 //! the compatibility wrapper's `parse_from_bytes`, which is unimplemented.
+//! raft-node's own records (the WAL's identity metadata) are bincode, also
+//! only here ([`encode_record`], [`decode_record`]).
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Snapshot};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
 
 /// Encodes any raft-rs message.
 pub(crate) fn encode<M: prost011::Message>(message: &M) -> Vec<u8> {
@@ -50,6 +52,38 @@ pub(crate) fn conf_change_of(entry: &Entry) -> Result<ConfChangeV2, String> {
     }
 }
 
+/// Largest record of ours decoded ([`encode_record`]).
+pub(crate) const MAX_RECORD_BYTES: usize = 1 << 20;
+
+fn record_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
+}
+
+/// One of raft-node's own records (the WAL's identity metadata), with
+/// bincode behind its version byte:
+///
+/// ```text
+/// | version u8 | bincode (standard config) of the record |
+/// ```
+pub(crate) fn encode_record<T: bincode::Encode>(version: u8, record: &T) -> Vec<u8> {
+    let mut out = vec![version];
+    out.extend(
+        bincode::encode_to_vec(record, record_config()).expect("encoding into a Vec cannot fail"),
+    );
+    out
+}
+
+/// The record of `version` in `bytes`, which must hold nothing else;
+/// decoding is bounded by [`MAX_RECORD_BYTES`] before it allocates.
+pub(crate) fn decode_record<T: bincode::Decode<()>>(version: u8, bytes: &[u8]) -> Option<T> {
+    let (&found, body) = bytes.split_first()?;
+    if found != version {
+        return None;
+    }
+    let (record, read) = bincode::decode_from_slice(body, record_config()).ok()?;
+    (read == body.len()).then_some(record)
+}
+
 /// A message without its snapshot data (which travels in chunks), and the
 /// data.
 pub(crate) fn split_snapshot(mut message: Message) -> (Vec<u8>, Vec<u8>) {
@@ -57,11 +91,12 @@ pub(crate) fn split_snapshot(mut message: Message) -> (Vec<u8>, Vec<u8>) {
     (encode(&message), data)
 }
 
-/// The other half of [`split_snapshot`].
+/// The other half of [`split_snapshot`] (the receiver streams the data into
+/// a file instead; this checks the split in tests).
+#[cfg(test)]
 pub(crate) fn join_snapshot(message: &[u8], data: Vec<u8>) -> Result<Message, String> {
     let mut message: Message = decode("snapshot message", message)?;
-    let snapshot: &mut Snapshot = message.mut_snapshot();
-    snapshot.data = data;
+    message.mut_snapshot().data = data;
     Ok(message)
 }
 

@@ -27,6 +27,14 @@ pub const DEFAULT_MAX_PROPOSAL_BYTES: u64 = 1024 * 1024 * 3 / 2 + 64 * 1024;
 /// Default time a proposal or read may take: etcd's request timeout (5 s
 /// plus two election timeouts).
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 7_000;
+/// Default largest snapshot data accepted from a peer: etcd's default
+/// `--quota-backend-bytes` (2 GiB) with the server's headroom (see
+/// `ironcd-server`'s config), 4 GiB + 64 MiB.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = (4 << 30) + (64 << 20);
+/// Smallest and largest allowed `max_snapshot_bytes`.
+pub const MIN_MAX_SNAPSHOT_BYTES: u64 = 1 << 10;
+/// See [`MIN_MAX_SNAPSHOT_BYTES`]: 1 TiB.
+pub const MAX_MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 /// Default capacity of the queue into the Ready loop (requests and peer
 /// messages).
 pub const DEFAULT_INBOX_CAPACITY: u64 = 4096;
@@ -85,7 +93,13 @@ pub struct Config {
     /// Capacity of the stream to the applier, in batches. Default 1 024,
     /// range 1..=1 048 576. When it is full the Ready loop waits.
     pub apply_queue_capacity: u64,
-    /// Limits of the write-ahead log and snapshot files.
+    /// Largest snapshot data (the application's state) accepted from a
+    /// peer, in bytes. The transport streams it into a file under `snap/`
+    /// and refuses a stream that grows past this. Default 4 GiB + 64 MiB,
+    /// range 1 KiB..=1 TiB; the server derives it from its backend quota.
+    pub max_snapshot_bytes: u64,
+    /// Limits of the write-ahead log and snapshot files (which hold raft's
+    /// metadata only: snapshot data travels as a file, never through them).
     pub wal: WalConfig,
 }
 
@@ -110,6 +124,7 @@ impl Config {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             inbox_capacity: DEFAULT_INBOX_CAPACITY,
             apply_queue_capacity: DEFAULT_APPLY_QUEUE_CAPACITY,
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             wal: WalConfig::default(),
         }
     }
@@ -164,6 +179,12 @@ impl Config {
             self.apply_queue_capacity,
             1,
             1 << 20,
+        )?;
+        range(
+            "max_snapshot_bytes",
+            self.max_snapshot_bytes,
+            MIN_MAX_SNAPSHOT_BYTES,
+            MAX_MAX_SNAPSHOT_BYTES,
         )?;
         self.wal.validate()?;
         // An entry is stored with its raft framing: leave room for it.
@@ -251,6 +272,11 @@ mod tests {
             (
                 "apply_queue_capacity",
                 Box::new(|c| c.apply_queue_capacity = 0),
+            ),
+            ("max_snapshot_bytes", Box::new(|c| c.max_snapshot_bytes = 0)),
+            (
+                "max_snapshot_bytes",
+                Box::new(|c| c.max_snapshot_bytes = MAX_MAX_SNAPSHOT_BYTES + 1),
             ),
         ];
         for (field, mutate) in cases {

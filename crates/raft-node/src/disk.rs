@@ -6,7 +6,12 @@
 //!     wal/    ironcd-wal segments: entries (raft-rs `Entry`, encoded),
 //!             hard states, snapshot markers; metadata = [`Identity`]
 //!     snap/   %016x-%016x.snap: raft-rs `Snapshot` (metadata with the conf
-//!             state, and the applier's data), encoded
+//!             state; data only where the applier gave `create_snapshot`
+//!             some), encoded
+//!             %016x.snap.db: the data of a snapshot at that index received
+//!             from a peer (the leader's application state, streamed into
+//!             `.snap.db.part`, fsynced, renamed); the applier restores from
+//!             it and removes it
 //! ```
 //!
 //! A new cluster member starts from a *bootstrap snapshot* at index 1, term
@@ -27,19 +32,71 @@ use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// Suffix of a received snapshot's data file.
+const SNAPSHOT_DATA_SUFFIX: &str = ".snap.db";
+/// Suffix of one still being received (not `.tmp`: the snapshotter's purge
+/// removes those, and it may run while a snapshot streams in).
+pub(crate) const SNAPSHOT_DATA_PART_SUFFIX: &str = ".snap.db.part";
+
+/// Where the data of a snapshot at `index` received from a peer is kept.
+pub(crate) fn snapshot_data_path(snap_dir: &Path, index: u64) -> PathBuf {
+    snap_dir.join(format!("{index:016x}{SNAPSHOT_DATA_SUFFIX}"))
+}
+
+/// The file a snapshot's data streams into before it is complete.
+pub(crate) fn snapshot_data_part_path(data_path: &Path) -> PathBuf {
+    let mut name = data_path.as_os_str().to_owned();
+    name.push(".part");
+    debug_assert!(name.to_string_lossy().ends_with(SNAPSHOT_DATA_PART_SUFFIX));
+    PathBuf::from(name)
+}
+
+/// Removes the received snapshot data files in `snap_dir` other than the
+/// one at `keep` (the snapshot the applier has yet to restore), and any
+/// partial one: raft refused them, or the applier restored them before a
+/// crash kept it from removing them. Returns how many went.
+pub(crate) fn remove_stale_snapshot_data(snap_dir: &Path, keep: Option<u64>) -> Result<usize> {
+    let mut removed = 0;
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { op, path, source }
+    };
+    let entries = match std::fs::read_dir(snap_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("list", snap_dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io("list", snap_dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = if name.ends_with(SNAPSHOT_DATA_PART_SUFFIX) {
+            true
+        } else if let Some(hex) = name.strip_suffix(SNAPSHOT_DATA_SUFFIX) {
+            u64::from_str_radix(hex, 16).ok() != keep
+        } else {
+            false
+        };
+        if stale {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(io("remove", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Index and term of the bootstrap snapshot.
 pub(crate) const BOOTSTRAP_INDEX: u64 = 1;
 const BOOTSTRAP_TERM: u64 = 1;
-const IDENTITY_VERSION: u8 = 1;
+/// 2: bincode (1 was a hand-laid layout, no longer read).
+const IDENTITY_VERSION: u8 = 2;
 /// Most voters the identity records (its encoding is bounded by it).
 const MAX_INITIAL_VOTERS: usize = 1024;
 
-/// Who the WAL belongs to: written once as the WAL's metadata.
-///
-/// ```text
-/// | version u8 = 1 | member id u64 LE | cluster id u64 LE | n u32 LE | n voter ids u64 LE |
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who the WAL belongs to: written once as the WAL's metadata, through
+/// [`codec::encode_record`] at [`IDENTITY_VERSION`].
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 struct Identity {
     id: u64,
     cluster_id: u64,
@@ -48,32 +105,12 @@ struct Identity {
 
 impl Identity {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(21 + 8 * self.initial_voters.len());
-        out.push(IDENTITY_VERSION);
-        out.extend_from_slice(&self.id.to_le_bytes());
-        out.extend_from_slice(&self.cluster_id.to_le_bytes());
-        out.extend_from_slice(&(self.initial_voters.len() as u32).to_le_bytes());
-        for voter in &self.initial_voters {
-            out.extend_from_slice(&voter.to_le_bytes());
-        }
-        out
+        codec::encode_record(IDENTITY_VERSION, self)
     }
 
     fn decode(bytes: &[u8]) -> Option<Identity> {
-        let (&version, rest) = bytes.split_first()?;
-        if version != IDENTITY_VERSION || rest.len() < 20 {
-            return None;
-        }
-        let u64_at = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().unwrap());
-        let n = u32::from_le_bytes(rest[16..20].try_into().unwrap()) as usize;
-        if n > MAX_INITIAL_VOTERS || rest.len() != 20 + 8 * n {
-            return None;
-        }
-        Some(Identity {
-            id: u64_at(0),
-            cluster_id: u64_at(8),
-            initial_voters: (0..n).map(|i| u64_at(20 + 8 * i)).collect(),
-        })
+        let identity: Identity = codec::decode_record(IDENTITY_VERSION, bytes)?;
+        (identity.initial_voters.len() <= MAX_INITIAL_VOTERS).then_some(identity)
     }
 
     fn bootstrap_snapshot(&self) -> Snapshot {
@@ -404,9 +441,15 @@ mod tests {
         assert_eq!(Identity::decode(&identity.encode()), Some(identity.clone()));
         let bytes = identity.encode();
         assert_eq!(Identity::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Identity::decode(&[bytes.clone(), vec![0]].concat()), None);
         assert_eq!(Identity::decode(&[2]), None);
-        let mut huge = bytes.clone();
-        huge[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Identity::decode(&huge), None);
+        let mut other_version = bytes.clone();
+        other_version[0] = IDENTITY_VERSION + 1;
+        assert_eq!(Identity::decode(&other_version), None);
+        let too_many = Identity {
+            initial_voters: (1..=MAX_INITIAL_VOTERS as u64 + 1).collect(),
+            ..identity
+        };
+        assert_eq!(Identity::decode(&too_many.encode()), None);
     }
 }

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::logger::raft_logger;
 use crate::node::{
     Apply, Committed, CommittedKind, Control, Input, PeerProgress, ReplicationState, Role,
-    SnapshotData, Status, Wiring,
+    SnapshotData, SnapshotPayload, Status, Wiring,
 };
 use crate::storage::LogStore;
 use crate::transport::{Inbox, Transport};
@@ -92,6 +92,8 @@ pub(crate) struct Driver {
     applied: u64,
     /// What the applier reported durable (raised by the handle).
     durable_applied: Arc<AtomicU64>,
+    /// `applied`, published for the handle.
+    delivered: Arc<AtomicU64>,
     control: mpsc::Receiver<Control>,
     /// A `SnapshotDue` was sent and no snapshot has answered it yet.
     snapshot_requested: bool,
@@ -114,11 +116,19 @@ impl Driver {
         let snapshot_meta = recovered.snapshot.get_metadata().clone();
         let mut store = LogStore::new(recovered.snapshot, recovered.hard_state);
         store.append(&recovered.entries);
+        let snap_dir = dir.join("snap");
         let mut startup = None;
         let mut applied = applied;
         if applied < snapshot_meta.index {
-            startup = Some(snapshot_data(store.snapshot()));
+            // Installed but not yet restored by the applier: its data file
+            // (if it came from a peer) is still there.
+            startup = Some(snapshot_data(&snap_dir, store.snapshot()));
             applied = snapshot_meta.index;
+        }
+        let pending = startup.as_ref().map(|s| s.index);
+        let removed = crate::disk::remove_stale_snapshot_data(&snap_dir, pending)?;
+        if removed > 0 {
+            tracing::info!(dir = %dir.display(), removed, "removed stale received snapshot data");
         }
         let commit = store.hard_state().commit;
         if applied > commit {
@@ -160,8 +170,11 @@ impl Driver {
         transport.attach(Inbox {
             id: config.id,
             tx: wiring.tx,
+            snapshot_dir: snap_dir,
+            max_snapshot_bytes: config.max_snapshot_bytes,
         });
         wiring.durable_applied.store(applied, Ordering::Release);
+        wiring.delivered.store(applied, Ordering::Release);
         tracing::info!(id = config.id, dir = %dir.display(), applied, commit, snapshot = snapshot_meta.index, membership = ?Membership::from(history.latest()), "raft node started");
         let retry_after =
             Duration::from_millis((config.election_timeout_ms() / 2).max(config.tick_ms));
@@ -183,6 +196,7 @@ impl Driver {
             conf: history,
             applied,
             durable_applied: wiring.durable_applied,
+            delivered: wiring.delivered,
             snapshot_requested: false,
             leave_joint_term: 0,
             startup,
@@ -506,7 +520,7 @@ impl Driver {
         self.conf = ConfHistory::new(meta.index, meta.get_conf_state().clone());
         self.applied = meta.index;
         self.snapshot_requested = false;
-        let data = snapshot_data(&snapshot);
+        let data = snapshot_data(&self.disk.dir().join("snap"), &snapshot);
         self.raw.mut_store().apply_snapshot(snapshot);
         self.deliver(Apply::Snapshot(data)).await;
         Ok(())
@@ -614,6 +628,7 @@ impl Driver {
     /// Waits for room in the apply queue, serving the applier's control
     /// requests meanwhile (an applier waiting on one is not draining).
     async fn deliver(&mut self, item: Apply) {
+        self.delivered.fetch_max(self.applied, Ordering::AcqRel);
         let apply_tx = self.apply_tx.clone();
         loop {
             tokio::select! {
@@ -754,13 +769,24 @@ fn read_ctx_seq(session: u64, ctx: &[u8]) -> Option<u64> {
     split_session_tag(session, ctx).and_then(|(seq, _)| seq)
 }
 
-fn snapshot_data(snapshot: &Snapshot) -> SnapshotData {
+/// What the applier is told of `snapshot`: its data inline if it has any
+/// (this member's own, made with data), else the file a peer's data was
+/// received into, if there is one.
+fn snapshot_data(snap_dir: &Path, snapshot: &Snapshot) -> SnapshotData {
     let meta = snapshot.get_metadata();
+    let file = crate::disk::snapshot_data_path(snap_dir, meta.index);
+    let payload = if !snapshot.data.is_empty() {
+        SnapshotPayload::Inline(snapshot.data.clone())
+    } else if file.exists() {
+        SnapshotPayload::File(file)
+    } else {
+        SnapshotPayload::None
+    };
     SnapshotData {
         index: meta.index,
         term: meta.term,
         membership: Membership::from(meta.get_conf_state()),
-        data: snapshot.data.clone(),
+        payload,
     }
 }
 

@@ -56,6 +56,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A file outside the WAL (received snapshot data) could not be read,
+    /// written or removed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Peer transport setup failed (bad address, listener).
     #[error("transport: {0}")]
     Transport(String),

@@ -12,12 +12,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
@@ -35,13 +37,18 @@ use crate::transport::{Inbox, Transport};
 pub struct TransportConfig {
     /// Messages queued per peer before new ones are dropped. Default 4 096.
     pub peer_queue_capacity: usize,
+    /// Bytes of entry data queued per peer (not yet written into its
+    /// stream) before new messages are dropped: a peer that stops reading
+    /// (paused, or cut off with its connection open) must not make this
+    /// member hold every append raft lets fly. Default 64 MiB.
+    pub peer_queue_bytes: u64,
     /// Largest batch written into the stream, in encoded bytes (a single
     /// larger message still goes alone). Default 4 MiB.
     pub max_batch_bytes: usize,
-    /// Snapshot data per chunk, in bytes. Default 1 MiB.
+    /// Snapshot data per chunk, in bytes. Default 1 MiB, range
+    /// 1 KiB..=16 MiB. (The largest snapshot accepted is the node's
+    /// [`Config::max_snapshot_bytes`](crate::Config::max_snapshot_bytes).)
     pub snapshot_chunk_bytes: usize,
-    /// Largest snapshot data accepted from a peer, in bytes. Default 2 GiB.
-    pub max_snapshot_bytes: u64,
     /// Largest gRPC message accepted, in bytes. Default 64 MiB.
     pub max_message_bytes: usize,
     /// Connect timeout, in milliseconds. Default 1 000.
@@ -57,9 +64,9 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             peer_queue_capacity: 4096,
+            peer_queue_bytes: 64 << 20,
             max_batch_bytes: 4 << 20,
             snapshot_chunk_bytes: 1 << 20,
-            max_snapshot_bytes: 2 << 30,
             max_message_bytes: 64 << 20,
             dial_timeout_ms: 1000,
             backoff_min_ms: 50,
@@ -68,10 +75,76 @@ impl Default for TransportConfig {
     }
 }
 
+impl TransportConfig {
+    /// Checks every field against its documented range.
+    pub fn validate(&self) -> Result<()> {
+        let checks: [(&'static str, u64, u64, u64); 8] = [
+            (
+                "peer_queue_capacity",
+                self.peer_queue_capacity as u64,
+                1,
+                1 << 20,
+            ),
+            ("peer_queue_bytes", self.peer_queue_bytes, 1 << 10, 1 << 40),
+            (
+                "max_batch_bytes",
+                self.max_batch_bytes as u64,
+                1 << 10,
+                1 << 30,
+            ),
+            (
+                "snapshot_chunk_bytes",
+                self.snapshot_chunk_bytes as u64,
+                1 << 10,
+                16 << 20,
+            ),
+            (
+                "max_message_bytes",
+                self.max_message_bytes as u64,
+                1 << 10,
+                1 << 30,
+            ),
+            ("dial_timeout_ms", self.dial_timeout_ms, 1, 600_000),
+            (
+                "backoff_min_ms",
+                self.backoff_min_ms,
+                1,
+                self.backoff_max_ms.max(1),
+            ),
+            ("backoff_max_ms", self.backoff_max_ms, 1, 600_000),
+        ];
+        for (field, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: format!("is {value}, must be in {min}..={max}"),
+                });
+            }
+        }
+        // A chunk (plus its framing) must fit in one gRPC message.
+        if self.snapshot_chunk_bytes + (64 << 10) > self.max_message_bytes {
+            return Err(Error::InvalidConfig {
+                field: "snapshot_chunk_bytes",
+                reason: format!(
+                    "is {}, must leave 64 KiB below max_message_bytes ({})",
+                    self.snapshot_chunk_bytes, self.max_message_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Chunks buffered between the thread that produces a snapshot's data and
+/// the stream that sends it: what the sender holds of a snapshot at once.
+const SNAPSHOT_STREAM_CHUNKS: usize = 4;
+
 /// Snapshots queued per peer: raft sends one at a time anyway.
 const SNAPSHOT_QUEUE_CAPACITY: usize = 1;
-/// Batches buffered between a peer's writer task and its stream.
-const STREAM_BUFFER_BATCHES: usize = 16;
+/// Batches buffered between a peer's writer task and its stream (each up
+/// to `max_batch_bytes`: with the queue, what a peer that stops reading
+/// can make this member hold).
+const STREAM_BUFFER_BATCHES: usize = 4;
 
 /// The gRPC peer transport of one member.
 #[derive(Clone)]
@@ -89,13 +162,17 @@ struct Shared {
     snapshot_source: OnceLock<SnapshotSource>,
 }
 
-/// Produces the application's state for a snapshot sent without data: see
+/// Writes the application's state, for a snapshot sent without data, into
+/// the stream to the peer as it reads it: see
 /// [`GrpcTransport::set_snapshot_source`].
-pub type SnapshotSource = Arc<dyn Fn() -> std::result::Result<Vec<u8>, String> + Send + Sync>;
+pub type SnapshotSource =
+    Arc<dyn Fn(&mut dyn std::io::Write) -> std::result::Result<(), String> + Send + Sync>;
 
 struct PeerQueues {
     url: String,
     messages: mpsc::Sender<Message>,
+    /// [`queued_bytes`] of what `messages` holds.
+    messages_bytes: Arc<AtomicU64>,
     snapshots: mpsc::Sender<Message>,
     tasks: [tokio::task::AbortHandle; 2],
 }
@@ -142,8 +219,12 @@ impl GrpcTransport {
     /// only raft's metadata, and a lagging peer gets the state as it is at
     /// send time — at an applied index at or past the snapshot's, which the
     /// receiving application must read from the data (entries up to it are
-    /// delivered again and must be skipped). Called on a blocking thread.
-    /// Set once; later calls are ignored.
+    /// delivered again and must be skipped). Called on a blocking thread
+    /// with a writer that sends what it is given in chunks; it blocks while
+    /// the peer is slow, so the data is never held whole in memory. The
+    /// receiver writes it into a file and hands the applier its path
+    /// ([`SnapshotPayload::File`](crate::SnapshotPayload::File)). Set once;
+    /// later calls are ignored.
     pub fn set_snapshot_source(&self, source: SnapshotSource) {
         let _ = self.shared.snapshot_source.set(source);
     }
@@ -159,12 +240,14 @@ impl GrpcTransport {
             return;
         }
         let (messages, message_rx) = mpsc::channel(self.shared.config.peer_queue_capacity);
+        let messages_bytes = Arc::new(AtomicU64::new(0));
         let (snapshots, snapshot_rx) = mpsc::channel(SNAPSHOT_QUEUE_CAPACITY);
         let writer = self.shared.runtime.spawn(message_loop(
             self.shared.clone(),
             peer,
             url.clone(),
             message_rx,
+            messages_bytes.clone(),
         ));
         let snapper = self.shared.runtime.spawn(snapshot_loop(
             self.shared.clone(),
@@ -178,6 +261,7 @@ impl GrpcTransport {
             PeerQueues {
                 url,
                 messages,
+                messages_bytes,
                 snapshots,
                 tasks,
             },
@@ -284,12 +368,21 @@ impl Transport for GrpcTransport {
                 continue;
             };
             let is_snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
-            let queue = if is_snapshot {
-                &peer.snapshots
+            let queued = if is_snapshot {
+                peer.snapshots.try_send(message).is_ok()
             } else {
-                &peer.messages
+                let size = queued_bytes(&message);
+                let limit = self.shared.config.peer_queue_bytes;
+                let before = peer.messages_bytes.fetch_add(size, Ordering::AcqRel);
+                // Always room for one message, however large.
+                let room = before == 0 || before + size <= limit;
+                let queued = room && peer.messages.try_send(message).is_ok();
+                if !queued {
+                    peer.messages_bytes.fetch_sub(size, Ordering::AcqRel);
+                }
+                queued
             };
-            if queue.try_send(message).is_err() {
+            if !queued {
                 if let Some(inbox) = self.shared.inbox.get() {
                     if is_snapshot {
                         // Raft waits for a report before it sends another.
@@ -354,6 +447,7 @@ async fn message_loop(
     peer: u64,
     url: String,
     mut queue: mpsc::Receiver<Message>,
+    queue_bytes: Arc<AtomicU64>,
 ) {
     let mut attempt = 0u32;
     loop {
@@ -363,7 +457,9 @@ async fn message_loop(
                 tracing::debug!(peer, %reason, "peer not reachable");
                 shared.report_unreachable(peer);
                 // What was queued for a dead peer is stale: raft resends.
-                while queue.try_recv().is_ok() {}
+                while let Ok(stale) = queue.try_recv() {
+                    queue_bytes.fetch_sub(queued_bytes(&stale), Ordering::AcqRel);
+                }
                 tokio::time::sleep(shared.backoff(attempt)).await;
                 attempt += 1;
                 continue;
@@ -383,7 +479,7 @@ async fn message_loop(
                 }
                 next = queue.recv() => {
                     let Some(first) = next else { return };
-                    let batch = take_batch(&shared, peer, first, &mut queue);
+                    let batch = take_batch(&shared, peer, first, &mut queue, &queue_bytes);
                     alive = stream_tx.send(batch).await.is_ok();
                     attempt = 0;
                 }
@@ -395,17 +491,30 @@ async fn message_loop(
     }
 }
 
+/// What a queued message counts against `peer_queue_bytes`: its entries'
+/// payloads and a little for the rest.
+fn queued_bytes(message: &Message) -> u64 {
+    let entries: usize = message
+        .get_entries()
+        .iter()
+        .map(|e| e.data.len() + e.context.len())
+        .sum();
+    entries as u64 + 64
+}
+
 /// `first` and whatever else is queued, up to the batch size.
 fn take_batch(
     shared: &Shared,
     peer: u64,
     first: Message,
     queue: &mut mpsc::Receiver<Message>,
+    queue_bytes: &AtomicU64,
 ) -> MessageBatch {
     let mut bytes = 0usize;
     let mut messages = Vec::new();
     let mut next = Some(first);
     while let Some(message) = next.take() {
+        queue_bytes.fetch_sub(queued_bytes(&message), Ordering::AcqRel);
         let encoded = codec::encode(&message);
         bytes += encoded.len();
         messages.push(encoded);
@@ -447,34 +556,127 @@ async fn send_snapshot(
     message: Message,
 ) -> std::result::Result<(), String> {
     let index = message.get_snapshot().get_metadata().index;
-    let (head, mut data) = codec::split_snapshot(message);
-    if data.is_empty() {
-        if let Some(source) = shared.snapshot_source.get().cloned() {
-            data = tokio::task::spawn_blocking(move || source())
-                .await
-                .map_err(|e| format!("snapshot source for {index}: {e}"))?
-                .map_err(|e| format!("snapshot source for {index}: {e}"))?;
-        }
-    }
-    let data_len = data.len() as u64;
-    let chunk = shared.config.snapshot_chunk_bytes.max(1);
-    let mut chunks = vec![SnapshotChunk {
+    let (head, data) = codec::split_snapshot(message);
+    let produce = snapshot_producer(shared, index, data);
+    let mut client = shared.connect(url).await?;
+    let (tx, rx) = mpsc::channel(SNAPSHOT_STREAM_CHUNKS);
+    let first = SnapshotChunk {
         envelope: Some(shared.envelope(peer)),
         message: head,
-        data_len,
-        data: Vec::new(),
-    }];
-    chunks.extend(data.chunks(chunk).map(|piece| SnapshotChunk {
-        data: piece.to_vec(),
         ..Default::default()
-    }));
-    let mut client = shared.connect(url).await?;
-    client
-        .snapshot(tokio_stream::iter(chunks))
-        .await
-        .map_err(|status| format!("snapshot at {index} to {peer:x}: {status}"))?;
-    tracing::info!(peer, index, bytes = data_len, "sent snapshot");
+    };
+    tx.send(first).await.map_err(|_| "snapshot stream closed")?;
+    let chunk_bytes = shared.config.snapshot_chunk_bytes;
+    // The data is produced on a blocking thread and sent as it comes; a
+    // failed call drops the receiver, which ends the producer's writes.
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut writer = ChunkWriter::new(tx, chunk_bytes);
+        produce(&mut writer)?;
+        writer.finish()
+    });
+    let call = client.snapshot(ReceiverStream::new(rx));
+    let (called, produced) = tokio::join!(call, producer);
+    let produced = produced.map_err(|e| format!("snapshot source for {index}: {e}"))?;
+    // A failed source ends the stream without its last chunk, so the peer
+    // refuses it; report the source's reason rather than the peer's.
+    let bytes = produced.map_err(|e| format!("snapshot source for {index}: {e}"))?;
+    called.map_err(|status| format!("snapshot at {index} to {peer:x}: {status}"))?;
+    tracing::info!(peer, index, bytes, "sent snapshot");
     Ok(())
+}
+
+type Producer = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::result::Result<(), String> + Send>;
+
+/// What writes a snapshot's data: the data raft holds (a snapshot made
+/// with data), else the application's source, else the file this member
+/// received it into from an earlier leader, else nothing (the bootstrap
+/// snapshot of an application without a source).
+fn snapshot_producer(shared: &Shared, index: u64, data: Vec<u8>) -> Producer {
+    if !data.is_empty() {
+        return Box::new(move |out| out.write_all(&data).map_err(|e| e.to_string()));
+    }
+    if let Some(source) = shared.snapshot_source.get().cloned() {
+        return Box::new(move |out| source(out));
+    }
+    let received = shared.inbox.get().map(|i| i.snapshot_data_path(index));
+    match received.filter(|path| path.exists()) {
+        Some(path) => Box::new(move |out| {
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+            std::io::copy(&mut file, out)
+                .map(|_| ())
+                .map_err(|e| format!("read {}: {e}", path.display()))
+        }),
+        None => Box::new(|_| Ok(())),
+    }
+}
+
+/// A `Write` that cuts what it is given into [`SnapshotChunk`]s and sends
+/// them (blocking while the channel is full); [`ChunkWriter::finish`] sends
+/// the last one, with the length and checksum of the whole.
+struct ChunkWriter {
+    tx: mpsc::Sender<SnapshotChunk>,
+    chunk_bytes: usize,
+    buffer: Vec<u8>,
+    total: u64,
+    crc: u32,
+}
+
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<SnapshotChunk>, chunk_bytes: usize) -> ChunkWriter {
+        ChunkWriter {
+            tx,
+            chunk_bytes,
+            buffer: Vec::with_capacity(chunk_bytes),
+            total: 0,
+            crc: 0,
+        }
+    }
+
+    fn send(&mut self, chunk: SnapshotChunk) -> std::io::Result<()> {
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot stream closed")
+        })
+    }
+
+    fn send_buffer(&mut self) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_bytes));
+        self.send(SnapshotChunk {
+            data,
+            ..Default::default()
+        })
+    }
+
+    /// Sends what is buffered as the last chunk; returns the data's length.
+    fn finish(mut self) -> std::result::Result<u64, String> {
+        let last = SnapshotChunk {
+            data: std::mem::take(&mut self.buffer),
+            data_len: self.total,
+            last: true,
+            data_crc32c: self.crc,
+            ..Default::default()
+        };
+        self.send(last).map_err(|e| e.to_string())?;
+        Ok(self.total)
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = self.chunk_bytes - self.buffer.len();
+        let taken = &bytes[..bytes.len().min(room)];
+        self.buffer.extend_from_slice(taken);
+        self.total += taken.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, taken);
+        if self.buffer.len() == self.chunk_bytes {
+            self.send_buffer()?;
+        }
+        Ok(taken.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The receiving side of the peer transport.
@@ -572,30 +774,8 @@ impl Peer for PeerService {
             .await
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let envelope = self.check(first.envelope.as_ref())?;
-        if first.data_len > self.shared.config.max_snapshot_bytes {
-            return Err(Status::resource_exhausted(format!(
-                "snapshot of {} bytes is over the limit of {}",
-                first.data_len, self.shared.config.max_snapshot_bytes
-            )));
-        }
-        let mut data = Vec::with_capacity(first.data_len as usize);
-        data.extend_from_slice(&first.data);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if (data.len() + chunk.data.len()) as u64 > first.data_len {
-                return Err(Status::invalid_argument(
-                    "snapshot data longer than announced",
-                ));
-            }
-            data.extend_from_slice(&chunk.data);
-        }
-        if data.len() as u64 != first.data_len {
-            return Err(Status::invalid_argument(
-                "snapshot data shorter than announced",
-            ));
-        }
-        let message =
-            codec::join_snapshot(&first.message, data).map_err(Status::invalid_argument)?;
+        let message: Message =
+            codec::decode("snapshot message", &first.message).map_err(Status::invalid_argument)?;
         if message.from != envelope.from
             || message.to != envelope.to
             || message.get_msg_type() != MessageType::MsgSnapshot
@@ -604,15 +784,90 @@ impl Peer for PeerService {
                 "not a snapshot message for this stream",
             ));
         }
-        tracing::info!(
-            from = envelope.from,
-            index = message.get_snapshot().get_metadata().index,
-            "received snapshot"
-        );
+        let index = message.get_snapshot().get_metadata().index;
+        let path = inbox.snapshot_data_path(index);
+        let bytes = receive_snapshot_data(&inbox, first, &mut stream, &path)
+            .await
+            .inspect_err(|status| {
+                tracing::warn!(from = envelope.from, index, code = ?status.code(), message = status.message(), "refused snapshot");
+            })?;
+        tracing::info!(from = envelope.from, index, bytes, file = %path.display(), "received snapshot");
         inbox
             .deliver(message)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(Ack {}))
     }
+}
+
+/// Streams a snapshot's data into `path` (through a `.part` file, fsynced,
+/// renamed, the directory fsynced): once this returns, the data is complete
+/// and durable. Refuses more than the node's limit, a stream that ends
+/// before its last chunk, and a length or checksum that does not match.
+async fn receive_snapshot_data(
+    inbox: &Inbox,
+    first: SnapshotChunk,
+    stream: &mut Streaming<SnapshotChunk>,
+    path: &std::path::Path,
+) -> std::result::Result<u64, Status> {
+    let dir = path.parent().expect("a file under snap/").to_path_buf();
+    let part = crate::disk::snapshot_data_part_path(path);
+    let io = |op: &str, e: std::io::Error| Status::internal(format!("{op} snapshot data: {e}"));
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| io("mkdir", e))?;
+    let mut file = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| io("create", e))?;
+    let written = async {
+        let limit = inbox.max_snapshot_bytes();
+        let (mut total, mut crc) = (0u64, 0u32);
+        let mut chunk = first;
+        loop {
+            total += chunk.data.len() as u64;
+            if total > limit {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot data is over the limit of {limit} bytes"
+                )));
+            }
+            crc = crc32c::crc32c_append(crc, &chunk.data);
+            file.write_all(&chunk.data).await.map_err(|e| io("write", e))?;
+            if chunk.last {
+                if chunk.data_len != total || chunk.data_crc32c != crc {
+                    return Err(Status::data_loss(format!(
+                        "snapshot data of {total} bytes (CRC {crc:08x}) announced as {} bytes (CRC {:08x})",
+                        chunk.data_len, chunk.data_crc32c
+                    )));
+                }
+                break;
+            }
+            chunk = match stream.next().await {
+                Some(next) => next?,
+                None => {
+                    return Err(Status::invalid_argument(
+                        "snapshot stream ended before its last chunk",
+                    ))
+                }
+            };
+        }
+        file.sync_all().await.map_err(|e| io("fsync", e))?;
+        Ok(total)
+    }
+    .await;
+    drop(file);
+    let total = match written {
+        Ok(total) => total,
+        Err(status) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(status);
+        }
+    };
+    tokio::fs::rename(&part, path)
+        .await
+        .map_err(|e| io("rename", e))?;
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| io("fsync the directory of", e))?;
+    Ok(total)
 }

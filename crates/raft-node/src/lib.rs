@@ -63,13 +63,14 @@ pub mod pb {
 pub use conf::{AppliedConfChange, ConfChange, ConfChangeRequest, Membership};
 pub use config::{
     Config, DEFAULT_ELECTION_TICKS, DEFAULT_HEARTBEAT_TICKS, DEFAULT_MAX_PROPOSAL_BYTES,
-    DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_SNAPSHOT_COUNT, DEFAULT_TICK_MS,
+    DEFAULT_MAX_SNAPSHOT_BYTES, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_SNAPSHOT_COUNT,
+    DEFAULT_TICK_MS,
 };
 pub use error::{Error, Result};
 pub use grpc::{GrpcTransport, PeerServerHandle, PeerService, SnapshotSource, TransportConfig};
 pub use node::{
     Apply, ApplyStream, Committed, CommittedKind, PeerProgress, RaftNode, ReplicationState, Role,
-    SnapshotData, Status,
+    SnapshotData, SnapshotPayload, Status,
 };
 pub use transport::{Faults, FaultyTransport, Inbox, Transport};
 

@@ -64,9 +64,26 @@ pub struct SnapshotData {
     pub term: u64,
     /// Membership at `index`.
     pub membership: Membership,
-    /// The applier's data, as given to `create_snapshot` (empty for the
-    /// bootstrap snapshot a new cluster starts from).
-    pub data: Vec<u8>,
+    /// Where the state at `index` is.
+    pub payload: SnapshotPayload,
+}
+
+/// Where a snapshot's state comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SnapshotPayload {
+    /// Nowhere: the applier already holds it (the bootstrap snapshot a new
+    /// cluster starts from, or one this member made without data).
+    None,
+    /// The data this member gave `create_snapshot`, read back from its
+    /// snapshot file at start (an applier that keeps its state elsewhere
+    /// gives none).
+    Inline(Vec<u8>),
+    /// The data a peer sent, complete and fsynced in this file under
+    /// `snap/`, as the peer's snapshot source wrote it. The applier reads
+    /// it from there (it may be larger than memory), and removes it once
+    /// the restored state is durable; until then a restart delivers the
+    /// same file again.
+    File(std::path::PathBuf),
 }
 
 /// The receiving end of the applier's stream. It ends when the node stops.
@@ -197,6 +214,9 @@ pub(crate) struct Wiring {
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) apply_tx: mpsc::Sender<Apply>,
     pub(crate) durable_applied: Arc<AtomicU64>,
+    /// The last committed index handed to the applier (raised by the Ready
+    /// loop as it delivers).
+    pub(crate) delivered: Arc<AtomicU64>,
 }
 
 /// A running raft member. Cloning gives another handle to the same member.
@@ -210,6 +230,7 @@ struct Shared {
     tx: mpsc::Sender<Input>,
     control: mpsc::Sender<Control>,
     durable_applied: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
     next_seq: AtomicU64,
     timeout: Duration,
     max_proposal_bytes: u64,
@@ -251,12 +272,14 @@ impl RaftNode {
         let (control_tx, control) = mpsc::channel(CONTROL_QUEUE_CAPACITY);
         let (apply_tx, apply_rx) = mpsc::channel(config.apply_queue_capacity as usize);
         let durable_applied = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
         let wiring = Wiring {
             tx: tx.clone(),
             inbox,
             control,
             apply_tx,
             durable_applied: durable_applied.clone(),
+            delivered: delivered.clone(),
         };
         let driver = Driver::open(config.clone(), dir, io, transport, applied, wiring)?;
         let thread = std::thread::Builder::new()
@@ -269,6 +292,7 @@ impl RaftNode {
                 tx,
                 control: control_tx,
                 durable_applied,
+                delivered,
                 next_seq: AtomicU64::new(1),
                 timeout: Duration::from_millis(config.request_timeout_ms),
                 max_proposal_bytes: config.max_proposal_bytes,
@@ -338,6 +362,14 @@ impl RaftNode {
     /// The member's current state.
     pub async fn status(&self) -> Result<Status> {
         self.call(Input::Status).await
+    }
+
+    /// The last committed index handed to the applier's stream, read
+    /// without a round trip to the Ready loop: what the applier has still to
+    /// apply is this minus its own applied index (etcd refuses new requests
+    /// when that gap grows too large).
+    pub fn delivered_index(&self) -> u64 {
+        self.shared.delivered.load(Ordering::Acquire)
     }
 
     /// Reports that the applier's state up to `index` is durable. Never

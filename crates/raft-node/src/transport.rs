@@ -3,6 +3,7 @@
 //! [`FaultyTransport`], a wrapper that drops, delays and partitions for tests.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -29,12 +30,31 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Inbox {
     pub(crate) id: u64,
     pub(crate) tx: mpsc::Sender<Input>,
+    /// The node's `snap/` directory: snapshot data received from a peer is
+    /// written there ([`Inbox::snapshot_data_path`]) before the snapshot
+    /// message is delivered.
+    pub(crate) snapshot_dir: PathBuf,
+    pub(crate) max_snapshot_bytes: u64,
 }
 
 impl Inbox {
     /// The id of the member this inbox belongs to.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Where a transport puts the data of a snapshot at `index` received
+    /// from a peer, complete and fsynced, before it delivers the snapshot
+    /// message (whose own data is then empty). The node hands the path to
+    /// the applier with the snapshot.
+    pub fn snapshot_data_path(&self, index: u64) -> PathBuf {
+        crate::disk::snapshot_data_path(&self.snapshot_dir, index)
+    }
+
+    /// Largest snapshot data to accept from a peer, in bytes
+    /// ([`Config::max_snapshot_bytes`](crate::Config::max_snapshot_bytes)).
+    pub fn max_snapshot_bytes(&self) -> u64 {
+        self.max_snapshot_bytes
     }
 
     /// Hands a peer's message to raft, waiting while the inbox is full. The

@@ -465,8 +465,10 @@ fn untrusted_peer_input_is_refused_and_the_member_keeps_serving() {
     use ironcd_raft_node::pb::peer_client::PeerClient;
     use ironcd_raft_node::pb::{Envelope, MessageBatch, SnapshotChunk};
 
+    /// Largest snapshot data the members accept in this test.
+    const SNAPSHOT_LIMIT: u64 = 64 << 10;
     runtime_test(async {
-        let mut cluster = Cluster::start(3).await;
+        let mut cluster = Cluster::start_with(3, |c| c.max_snapshot_bytes = SNAPSHOT_LIMIT).await;
         let leader = cluster.wait_leader().await;
         let target = ids(3).into_iter().find(|id| *id != leader).unwrap();
         let url = format!("http://{}", cluster.addrs[&target]);
@@ -501,31 +503,67 @@ fn untrusted_peer_input_is_refused_and_the_member_keeps_serving() {
             let status = client.messages(request).await.unwrap_err();
             assert_eq!(status.code(), code, "{status:?}");
         }
-        // A snapshot stream that lies about its length, or is oversized.
-        let chunks = vec![
-            SnapshotChunk {
-                envelope: envelope(CLUSTER_ID, leader),
-                message: vec![],
-                data_len: 10,
-                data: vec![1; 4],
-            },
-            SnapshotChunk {
-                data: vec![2; 20],
-                ..Default::default()
-            },
-        ];
-        let status = client
-            .snapshot(tokio_stream::iter(chunks))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        let huge = vec![SnapshotChunk {
+        // Snapshot streams that end early, lie about their length or
+        // checksum, or grow past the limit are refused, and leave no file.
+        let head = {
+            use prost011::Message as _;
+            let mut message = raft::eraftpb::Message::default();
+            message.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+            message.from = leader;
+            message.to = target;
+            message.mut_snapshot().mut_metadata().index = 1_000_000;
+            message.encode_to_vec()
+        };
+        let first = |data: Vec<u8>| SnapshotChunk {
             envelope: envelope(CLUSTER_ID, leader),
-            data_len: u64::MAX,
+            message: head.clone(),
+            data,
             ..Default::default()
-        }];
-        let status = client.snapshot(tokio_stream::iter(huge)).await.unwrap_err();
-        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        };
+        let last = |data: Vec<u8>, data_len, data_crc32c| SnapshotChunk {
+            data,
+            data_len,
+            data_crc32c,
+            last: true,
+            ..Default::default()
+        };
+        let whole: Vec<u8> = [vec![1; 4], vec![2; 20]].concat();
+        let crc = crc32c::crc32c(&whole);
+        let cases = [
+            (vec![first(vec![1; 4])], tonic::Code::InvalidArgument),
+            (
+                vec![first(vec![1; 4]), last(vec![2; 20], 10, crc)],
+                tonic::Code::DataLoss,
+            ),
+            (
+                vec![first(vec![1; 4]), last(vec![2; 20], 24, crc ^ 1)],
+                tonic::Code::DataLoss,
+            ),
+            (
+                vec![first(vec![0; SNAPSHOT_LIMIT as usize + 1])],
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                vec![SnapshotChunk {
+                    envelope: envelope(CLUSTER_ID, leader),
+                    ..Default::default()
+                }],
+                tonic::Code::InvalidArgument,
+            ),
+        ];
+        for (chunks, code) in cases {
+            let status = client
+                .snapshot(tokio_stream::iter(chunks))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), code, "{status:?}");
+        }
+        let received: Vec<String> = std::fs::read_dir(cluster.dir(target).join("member/snap"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".snap.db"))
+            .collect();
+        assert!(received.is_empty(), "refused snapshots left {received:?}");
 
         let acked = propose_spread(&cluster, &ids(3), "still", 10).await;
         cluster.wait_applied(&ids(3), &acked).await;

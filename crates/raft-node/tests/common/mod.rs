@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ironcd_raft_node::{
     Apply, ApplyStream, CommittedKind, Config, Error, Faults, FaultyTransport, GrpcTransport,
-    RaftNode, Role, Status, TransportConfig,
+    RaftNode, Role, SnapshotPayload, Status, TransportConfig,
 };
 use parking_lot::Mutex;
 
@@ -132,7 +132,13 @@ pub async fn run_applier(
                 node.report_durable_applied(last);
             }
             Apply::Snapshot(snapshot) => {
-                let mut entries = decode_records(&snapshot.data);
+                let data = match &snapshot.payload {
+                    SnapshotPayload::None => Vec::new(),
+                    SnapshotPayload::Inline(data) => data.clone(),
+                    // Kept: the transport sends it on if this member leads.
+                    SnapshotPayload::File(path) => fs::read(path).unwrap(),
+                };
+                let mut entries = decode_records(&data);
                 // The bootstrap snapshot has no data; mark its index.
                 entries.entry(snapshot.index).or_default();
                 replace_file(&dir, &encode_records(&entries));
