@@ -2,8 +2,11 @@
 //! request validation with etcd's rules, and the one place errors become
 //! `tonic::Status` with etcd's exact codes and `etcdserver: …` messages.
 //!
-//! The services call the traits in [`traits`] ([`KvApi`], [`ClusterApi`],
-//! [`MaintenanceApi`]), which `ironcd-server` implements: this crate does
+//! The services read each request's [`RequestContext`] (auth token, client
+//! certificate name, `hasleader`), let the server admit it
+//! ([`Admission`]), and call the traits in [`traits`] ([`KvApi`],
+//! [`ClusterApi`], [`MaintenanceApi`]) with it, which `ironcd-server`
+//! implements: this crate does
 //! no storage and no consensus, and depends only on `ironcd-proto`.
 //! Services not yet built (Watch, Lease, Auth, election, lock) are simply
 //! not routed, so tonic answers them `Unimplemented` at once.
@@ -15,12 +18,17 @@
 //! assert_eq!(status.message(), "etcdserver: key is not provided");
 //! ```
 
+mod context;
 mod error;
 mod service;
 pub mod traits;
 pub mod validate;
 
+pub use context::{
+    RequestContext, VerifiedClientName, REQUIRE_LEADER_METADATA_KEY, REQUIRE_LEADER_VALUE,
+    TOKEN_METADATA_KEY,
+};
 pub use error::EtcdError;
 pub use service::{Services, GRPC_OVERHEAD_BYTES, MAX_SEND_BYTES};
-pub use traits::{ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks};
+pub use traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks};
 pub use validate::Limits;

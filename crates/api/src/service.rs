@@ -10,9 +10,10 @@ use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::traits::{ApiResult, ClusterApi, KvApi, MaintenanceApi};
+use crate::traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi};
 use crate::validate::{self, Limits};
 use crate::EtcdError;
+use crate::RequestContext;
 
 /// gRPC framing and header room etcd allows beyond `--max-request-bytes`
 /// before the transport refuses a message (etcd's `grpcOverheadBytes`).
@@ -40,10 +41,17 @@ impl<S> Clone for Services<S> {
     }
 }
 
-impl<S: KvApi + ClusterApi + MaintenanceApi> Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Services<S> {
     /// Services over `server`, checking requests against `limits`.
     pub fn new(server: Arc<S>, limits: Limits) -> Self {
         Self { server, limits }
+    }
+
+    /// The request's context, once the server admits it.
+    async fn admit<T>(&self, request: &Request<T>) -> Result<RequestContext, Status> {
+        let ctx = RequestContext::of(request);
+        self.server.admit(&ctx).await?;
+        Ok(ctx)
     }
 
     /// The gRPC routes of every service ironcd serves. Services not added
@@ -69,77 +77,87 @@ impl<S: KvApi + ClusterApi + MaintenanceApi> Services<S> {
 }
 
 #[tonic::async_trait]
-impl<S: KvApi + ClusterApi + MaintenanceApi> Kv for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Kv for Services<S> {
     async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let ctx = self.admit(&r).await?;
         let r = r.into_inner();
         validate::check_range(&r)?;
-        reply(self.server.range(r).await)
+        reply(self.server.range(&ctx, r).await)
     }
 
     async fn put(&self, r: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let ctx = self.admit(&r).await?;
         let r = r.into_inner();
         validate::check_put(&r)?;
-        reply(self.server.put(r).await)
+        reply(self.server.put(&ctx, r).await)
     }
 
     async fn delete_range(
         &self,
         r: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let ctx = self.admit(&r).await?;
         let r = r.into_inner();
         validate::check_delete(&r)?;
-        reply(self.server.delete_range(r).await)
+        reply(self.server.delete_range(&ctx, r).await)
     }
 
     async fn txn(&self, r: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let ctx = self.admit(&r).await?;
         let r = r.into_inner();
         validate::check_txn(&r, &self.limits)?;
-        reply(self.server.txn(r).await)
+        reply(self.server.txn(&ctx, r).await)
     }
 
     async fn compact(
         &self,
         r: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        reply(self.server.compact(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.compact(&ctx, r.into_inner()).await)
     }
 }
 
 #[tonic::async_trait]
-impl<S: KvApi + ClusterApi + MaintenanceApi> Cluster for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Cluster for Services<S> {
     async fn member_add(
         &self,
         r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        reply(self.server.member_add(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.member_add(&ctx, r.into_inner()).await)
     }
 
     async fn member_remove(
         &self,
         r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        reply(self.server.member_remove(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.member_remove(&ctx, r.into_inner()).await)
     }
 
     async fn member_update(
         &self,
         r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        reply(self.server.member_update(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.member_update(&ctx, r.into_inner()).await)
     }
 
     async fn member_list(
         &self,
         r: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        reply(self.server.member_list(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.member_list(&ctx, r.into_inner()).await)
     }
 
     async fn member_promote(
         &self,
         r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        reply(self.server.member_promote(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.member_promote(&ctx, r.into_inner()).await)
     }
 }
 
@@ -147,37 +165,43 @@ type SnapshotStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: KvApi + ClusterApi + MaintenanceApi> Maintenance for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Maintenance for Services<S> {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        reply(self.server.alarm(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.alarm(&ctx, r.into_inner()).await)
     }
 
     async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        reply(self.server.status(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.status(&ctx, r.into_inner()).await)
     }
 
     async fn defragment(
         &self,
         r: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        reply(self.server.defragment(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.defragment(&ctx, r.into_inner()).await)
     }
 
     async fn hash(&self, r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        reply(self.server.hash(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.hash(&ctx, r.into_inner()).await)
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        reply(self.server.hash_kv(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.hash_kv(&ctx, r.into_inner()).await)
     }
 
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(
         &self,
-        _r: Request<SnapshotRequest>,
+        r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let chunks = self.server.snapshot().await?;
+        let ctx = self.admit(&r).await?;
+        let chunks = self.server.snapshot(&ctx).await?;
         let stream: SnapshotStream = Box::pin(chunks.map(|c| c.map_err(Status::from)));
         Ok(Response::new(stream))
     }
@@ -186,7 +210,8 @@ impl<S: KvApi + ClusterApi + MaintenanceApi> Maintenance for Services<S> {
         &self,
         r: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        reply(self.server.move_leader(r.into_inner()).await)
+        let ctx = self.admit(&r).await?;
+        reply(self.server.move_leader(&ctx, r.into_inner()).await)
     }
 
     async fn downgrade(
