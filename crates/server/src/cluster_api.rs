@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ironcd_api::{ApiResult, ClusterApi, EtcdError};
+use ironcd_api::{ApiResult, ClusterApi, EtcdError, RequestContext};
 use ironcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use ironcd_proto::etcdserverpb::{
     InternalRaftRequest, Member, MemberAddRequest, MemberAddResponse, MemberListRequest,
@@ -144,17 +144,18 @@ impl EtcdServer {
 }
 
 impl ClusterApi for EtcdServer {
-    async fn member_add(&self, r: MemberAddRequest) -> ApiResult<MemberAddResponse> {
+    async fn member_add(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberAddRequest,
+    ) -> ApiResult<MemberAddResponse> {
         self.check_add(&r)?;
-        let now_ms = SystemTime::now()
+        let now_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| d.as_secs())
             .unwrap_or(0);
-        let id = member_id(
-            &r.peer_ur_ls,
-            &self.inner.cfg.initial_cluster_token,
-            Some(now_ms),
-        );
+        // etcd names no cluster for a member added at run time.
+        let id = member_id(&r.peer_ur_ls, "", Some(now_s));
         let member = Member {
             id,
             name: String::new(),
@@ -175,7 +176,11 @@ impl ClusterApi for EtcdServer {
         })
     }
 
-    async fn member_remove(&self, r: MemberRemoveRequest) -> ApiResult<MemberRemoveResponse> {
+    async fn member_remove(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberRemoveRequest,
+    ) -> ApiResult<MemberRemoveResponse> {
         let member = self.state().members.read().get(r.id).cloned();
         let Some(member) = member else {
             return Err(EtcdError::MemberNotFound);
@@ -194,7 +199,11 @@ impl ClusterApi for EtcdServer {
         })
     }
 
-    async fn member_update(&self, r: MemberUpdateRequest) -> ApiResult<MemberUpdateResponse> {
+    async fn member_update(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberUpdateRequest,
+    ) -> ApiResult<MemberUpdateResponse> {
         if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| is_peer_url(u)) {
             return Err(EtcdError::MemberBadUrls);
         }
@@ -214,14 +223,18 @@ impl ClusterApi for EtcdServer {
             member_update: Some(r),
             ..Default::default()
         };
-        self.propose(req).await?;
+        self.propose_as::<()>(req).await?;
         Ok(MemberUpdateResponse {
             header: self.header(0),
             members: self.member_list_now(),
         })
     }
 
-    async fn member_list(&self, r: MemberListRequest) -> ApiResult<MemberListResponse> {
+    async fn member_list(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberListRequest,
+    ) -> ApiResult<MemberListResponse> {
         if r.linearizable {
             self.linearize().await?;
         }
@@ -231,7 +244,11 @@ impl ClusterApi for EtcdServer {
         })
     }
 
-    async fn member_promote(&self, r: MemberPromoteRequest) -> ApiResult<MemberPromoteResponse> {
+    async fn member_promote(
+        &self,
+        _ctx: &RequestContext,
+        r: MemberPromoteRequest,
+    ) -> ApiResult<MemberPromoteResponse> {
         match self.promote_on_leader(r.id).await {
             Err(EtcdError::NotLeader) => self.forward_promote(r).await?,
             other => other?,

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ironcd_api::KvApi;
+use ironcd_api::{KvApi, RequestContext};
 use ironcd_proto::etcdserverpb::CompactionRequest;
 use tokio::sync::watch;
 
@@ -100,7 +100,7 @@ pub async fn run(server: EtcdServer, mode: AutoCompaction, mut stop: watch::Rece
             revision: target,
             physical: false,
         };
-        match server.compact(request).await {
+        match server.compact(&RequestContext::default(), request).await {
             Ok(_) => tracing::info!(revision = target, "auto-compacted"),
             Err(e) => tracing::info!(revision = target, error = %e, "auto-compaction skipped"),
         }

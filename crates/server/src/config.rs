@@ -20,6 +20,24 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1536 * 1024;
 pub const DEFAULT_MAX_TXN_OPS: u64 = 128;
 /// etcd's default `--snapshot-count`.
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// etcd's default `--experimental-snapshot-catchup-entries`.
+pub const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES: u64 = 5_000;
+/// Room above the quota in the largest snapshot a member accepts from a
+/// peer: the quota counts the backend's (compressed) bytes on disk, while
+/// the snapshot stream carries keys and values as they are, with a few
+/// bytes of framing each.
+pub const SNAPSHOT_HEADROOM_BYTES: u64 = 64 << 20;
+
+/// The largest snapshot a member accepts from a peer, from its quota:
+/// twice the quota (the stream is uncompressed) plus
+/// [`SNAPSHOT_HEADROOM_BYTES`]. A leader's data can only exceed its own
+/// quota by the writes NOSPACE lets through, so this refuses nothing real
+/// while bounding what a peer may make this member write to disk.
+pub fn snapshot_limit_bytes(quota_backend_bytes: u64) -> u64 {
+    quota_backend_bytes
+        .saturating_mul(2)
+        .saturating_add(SNAPSHOT_HEADROOM_BYTES)
+}
 /// etcd's default `--heartbeat-interval`, ms.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 /// etcd's default `--election-timeout`, ms.
@@ -100,6 +118,9 @@ pub struct ServerConfig {
     pub initial_cluster_token: String,
     /// `--snapshot-count`: applied entries between snapshots.
     pub snapshot_count: u64,
+    /// `--experimental-snapshot-catchup-entries`: entries kept behind a
+    /// snapshot so a slow follower catches up without one.
+    pub snapshot_catchup_entries: u64,
     /// `--heartbeat-interval`, ms (raft's tick).
     pub heartbeat_ms: u64,
     /// `--election-timeout`, ms (a multiple of the heartbeat, ≥ 5×).
@@ -136,6 +157,7 @@ impl Default for ServerConfig {
             initial_cluster_state: ClusterState::New,
             initial_cluster_token: "etcd-cluster".into(),
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            snapshot_catchup_entries: DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             election_ms: DEFAULT_ELECTION_MS,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use ironcd_api::EtcdError;
 use ironcd_backend::Backend;
-use ironcd_mvcc::{RangeOptions, RangeResult, Store, TxnRead, TxnWrite};
+use ironcd_mvcc::{RangeOptions, ReadView, Store, TxnWrite};
 use ironcd_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
@@ -31,40 +31,6 @@ pub fn mvcc_error(e: ironcd_mvcc::Error) -> EtcdError {
     }
 }
 
-/// A view ranges can be read from: a read txn, or a write txn (which sees
-/// its own changes).
-pub trait RangeSource {
-    /// etcd's range: `end == None` one key, `Some(b"")` every key ≥ `key`.
-    fn read(
-        &self,
-        key: &[u8],
-        end: Option<&[u8]>,
-        o: RangeOptions,
-    ) -> ironcd_mvcc::Result<RangeResult>;
-}
-
-impl<B: Backend> RangeSource for TxnRead<'_, B> {
-    fn read(
-        &self,
-        key: &[u8],
-        end: Option<&[u8]>,
-        o: RangeOptions,
-    ) -> ironcd_mvcc::Result<RangeResult> {
-        self.range(key, end, o)
-    }
-}
-
-impl<B: Backend> RangeSource for TxnWrite<'_, B> {
-    fn read(
-        &self,
-        key: &[u8],
-        end: Option<&[u8]>,
-        o: RangeOptions,
-    ) -> ironcd_mvcc::Result<RangeResult> {
-        self.range(key, end, o)
-    }
-}
-
 /// etcd's `mkGteRange`: an empty end is one key, `"\0"` means "to the end".
 pub fn range_end(end: &[u8]) -> Option<&[u8]> {
     match end {
@@ -83,7 +49,7 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 /// Range with every option etcd has: filters and sorts read everything,
 /// then truncate to `limit`.
-pub fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
+pub fn range(src: &dyn ReadView, r: &RangeRequest) -> Result<RangeResponse, EtcdError> {
     let filtered = r.min_mod_revision != 0
         || r.max_mod_revision != 0
         || r.min_create_revision != 0
@@ -100,7 +66,7 @@ pub fn range(src: &dyn RangeSource, r: &RangeRequest) -> Result<RangeResponse, E
         keys_only: false,
     };
     let mut rr = src
-        .read(&r.key, range_end(&r.range_end), opts)
+        .range(&r.key, range_end(&r.range_end), opts)
         .map_err(mvcc_error)?;
     rr.kvs.retain(|kv| {
         (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
@@ -232,9 +198,9 @@ pub fn is_serializable(t: &TxnRequest) -> bool {
 
 /// Does every key in the compare's range satisfy it? A missing key compares
 /// as a zero key-value, except that a value compare fails.
-fn compare(src: &dyn RangeSource, c: &Compare) -> Result<bool, EtcdError> {
+fn compare(src: &dyn ReadView, c: &Compare) -> Result<bool, EtcdError> {
     let rr = src
-        .read(&c.key, range_end(&c.range_end), RangeOptions::default())
+        .range(&c.key, range_end(&c.range_end), RangeOptions::default())
         .map_err(mvcc_error)?;
     if rr.kvs.is_empty() {
         if c.target() == CompareTarget::Value {
@@ -276,7 +242,7 @@ fn int_of(union: &Option<TargetUnion>, target: CompareTarget) -> i64 {
 
 /// Evaluates every compare the txn will meet, depth first, before any op
 /// runs (etcd's `compareToPath`): the branch each (nested) txn takes.
-fn txn_path(src: &dyn RangeSource, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), EtcdError> {
+fn txn_path(src: &dyn ReadView, t: &TxnRequest, path: &mut Vec<bool>) -> Result<(), EtcdError> {
     let mut ok = true;
     for c in &t.compare {
         if !compare(src, c)? {
@@ -297,7 +263,7 @@ fn txn_path(src: &dyn RangeSource, t: &TxnRequest, path: &mut Vec<bool>) -> Resu
 /// Checks, before anything is written, what would otherwise fail half-way:
 /// leases of puts, keys for `ignore_*`, revisions of reads.
 fn check_path(
-    src: &dyn RangeSource,
+    src: &dyn ReadView,
     t: &TxnRequest,
     path: &mut std::slice::Iter<'_, bool>,
     lease_exists: LeaseLookup<'_>,
@@ -312,7 +278,7 @@ fn check_path(
             Some(Request::RequestPut(p)) => {
                 if p.ignore_value || p.ignore_lease {
                     let rr = src
-                        .read(&p.key, None, RangeOptions::default())
+                        .range(&p.key, None, RangeOptions::default())
                         .map_err(mvcc_error)?;
                     if rr.kvs.is_empty() {
                         return Err(EtcdError::KeyNotFound);
@@ -328,7 +294,7 @@ fn check_path(
                     rev: r.revision,
                     ..RangeOptions::default()
                 };
-                src.read(&r.key, range_end(&r.range_end), probe)
+                src.range(&r.key, range_end(&r.range_end), probe)
                     .map_err(mvcc_error)?;
             }
             Some(Request::RequestTxn(inner)) => check_path(src, inner, path, lease_exists)?,
@@ -339,7 +305,7 @@ fn check_path(
 }
 
 /// A read-only txn on a read view.
-pub fn txn_read(src: &dyn RangeSource, t: &TxnRequest, rev: i64) -> Result<TxnResponse, EtcdError> {
+pub fn txn_read(src: &dyn ReadView, t: &TxnRequest, rev: i64) -> Result<TxnResponse, EtcdError> {
     let mut path = Vec::new();
     txn_path(src, t, &mut path)?;
     let mut branches = path.iter();
@@ -352,7 +318,7 @@ pub fn txn_read(src: &dyn RangeSource, t: &TxnRequest, rev: i64) -> Result<TxnRe
 }
 
 fn run_reads(
-    src: &dyn RangeSource,
+    src: &dyn ReadView,
     t: &TxnRequest,
     path: &mut std::slice::Iter<'_, bool>,
 ) -> Result<Vec<ResponseOp>, EtcdError> {

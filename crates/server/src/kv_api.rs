@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use ironcd_api::{ApiResult, EtcdError, KvApi};
+use ironcd_api::{ApiResult, EtcdError, KvApi, RequestContext};
 use ironcd_proto::etcdserverpb::{
     AlarmRequest, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse,
@@ -11,11 +11,6 @@ use ironcd_proto::etcdserverpb::{
 
 use crate::kv;
 use crate::server::EtcdServer;
-use crate::state::Applied;
-
-fn unexpected(what: &str) -> EtcdError {
-    EtcdError::Internal(format!("unexpected apply result for {what}"))
-}
 
 impl EtcdServer {
     /// Refuses a write that would take the backend past the quota, raising
@@ -57,7 +52,7 @@ impl EtcdServer {
 }
 
 impl KvApi for EtcdServer {
-    async fn range(&self, r: RangeRequest) -> ApiResult<RangeResponse> {
+    async fn range(&self, _ctx: &RequestContext, r: RangeRequest) -> ApiResult<RangeResponse> {
         if !r.serializable {
             self.linearize().await?;
         }
@@ -65,37 +60,33 @@ impl KvApi for EtcdServer {
         self.read_range(&r)
     }
 
-    async fn put(&self, r: PutRequest) -> ApiResult<PutResponse> {
+    async fn put(&self, _ctx: &RequestContext, r: PutRequest) -> ApiResult<PutResponse> {
         self.check_quota((r.key.len() + r.value.len()) as u64)
             .await?;
         let req = InternalRaftRequest {
             put: Some(r),
             ..Default::default()
         };
-        match self.propose(req).await? {
-            Applied::Put(mut resp) => {
-                self.complete(&mut resp.header);
-                Ok(resp)
-            }
-            _ => Err(unexpected("put")),
-        }
+        let mut resp: PutResponse = self.propose_as(req).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    async fn delete_range(&self, r: DeleteRangeRequest) -> ApiResult<DeleteRangeResponse> {
+    async fn delete_range(
+        &self,
+        _ctx: &RequestContext,
+        r: DeleteRangeRequest,
+    ) -> ApiResult<DeleteRangeResponse> {
         let req = InternalRaftRequest {
             delete_range: Some(r),
             ..Default::default()
         };
-        match self.propose(req).await? {
-            Applied::Delete(mut resp) => {
-                self.complete(&mut resp.header);
-                Ok(resp)
-            }
-            _ => Err(unexpected("delete")),
-        }
+        let mut resp: DeleteRangeResponse = self.propose_as(req).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    async fn txn(&self, r: TxnRequest) -> ApiResult<TxnResponse> {
+    async fn txn(&self, _ctx: &RequestContext, r: TxnRequest) -> ApiResult<TxnResponse> {
         if kv::is_read_only(&r) {
             if !kv::is_serializable(&r) {
                 self.linearize().await?;
@@ -114,33 +105,29 @@ impl KvApi for EtcdServer {
             txn: Some(r),
             ..Default::default()
         };
-        match self.propose(req).await? {
-            Applied::Txn(mut resp) => {
-                self.complete(&mut resp.header);
-                Ok(resp)
-            }
-            _ => Err(unexpected("txn")),
-        }
+        let mut resp: TxnResponse = self.propose_as(req).await?;
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 
-    async fn compact(&self, r: CompactionRequest) -> ApiResult<CompactionResponse> {
+    async fn compact(
+        &self,
+        _ctx: &RequestContext,
+        r: CompactionRequest,
+    ) -> ApiResult<CompactionResponse> {
         let physical = r.physical;
         let req = InternalRaftRequest {
             compaction: Some(r),
             ..Default::default()
         };
-        match self.propose(req).await? {
-            Applied::Compact(mut resp, wait) => {
-                if let (true, Some(wait)) = (physical, wait) {
-                    tokio::task::spawn_blocking(move || wait.wait())
-                        .await
-                        .map_err(|e| EtcdError::Internal(e.to_string()))?
-                        .map_err(kv::mvcc_error)?;
-                }
-                self.complete(&mut resp.header);
-                Ok(resp)
-            }
-            _ => Err(unexpected("compaction")),
+        let (mut resp, wait): (CompactionResponse, _) = self.propose_as(req).await?;
+        if let (true, Some(wait)) = (physical, wait) {
+            tokio::task::spawn_blocking(move || wait.wait())
+                .await
+                .map_err(|e| EtcdError::Internal(e.to_string()))?
+                .map_err(kv::mvcc_error)?;
         }
+        self.complete(&mut resp.header);
+        Ok(resp)
     }
 }

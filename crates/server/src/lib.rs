@@ -19,9 +19,11 @@
 
 mod apply;
 mod cluster_api;
+mod codec;
 pub mod compactor;
 pub mod config;
 mod error;
+mod failpoint;
 pub mod flags;
 mod http;
 mod kv;
@@ -32,6 +34,7 @@ mod metrics;
 pub mod restore;
 pub mod run;
 mod server;
+mod snapshot_file;
 pub mod start;
 mod state;
 

@@ -2,38 +2,23 @@
 
 use std::time::{Duration, Instant};
 
-use ironcd_api::{ApiResult, EtcdError, MaintenanceApi, SnapshotChunks};
+use ironcd_api::{ApiResult, EtcdError, MaintenanceApi, RequestContext, SnapshotChunks};
 use ironcd_backend::Backend;
 use ironcd_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
     DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
-    HashResponse, InternalRaftRequest, MoveLeaderRequest, MoveLeaderResponse, SnapshotResponse,
-    StatusRequest, StatusResponse,
+    HashResponse, InternalRaftRequest, MoveLeaderRequest, MoveLeaderResponse, StatusRequest,
+    StatusResponse,
 };
 use ironcd_raft_node::Role;
 
 use crate::kv::mvcc_error;
 use crate::server::{raft_error, EtcdServer};
-use crate::state::Applied;
+use crate::snapshot_file::{SnapshotSender, SNAPSHOT_STREAM_MESSAGES};
 use crate::ETCD_VERSION;
-
-/// Bytes per Snapshot message (etcd sends 32 KiB chunks).
-const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 fn internal(e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Internal(e.to_string())
-}
-
-/// etcd's snapshot file layout, which `etcdctl snapshot save` checks: the
-/// data padded with zeros to a multiple of 512 bytes, then its SHA-256.
-/// The backend's stream ends with its own trailer, so the padding is
-/// ignored on restore.
-pub fn with_checksum(mut data: Vec<u8>) -> Vec<u8> {
-    use sha2::Digest;
-    data.resize(data.len().div_ceil(512) * 512, 0);
-    let digest = sha2::Sha256::digest(&data);
-    data.extend_from_slice(&digest);
-    data
 }
 
 impl EtcdServer {
@@ -52,7 +37,7 @@ impl EtcdServer {
 }
 
 impl MaintenanceApi for EtcdServer {
-    async fn alarm(&self, r: AlarmRequest) -> ApiResult<AlarmResponse> {
+    async fn alarm(&self, _ctx: &RequestContext, r: AlarmRequest) -> ApiResult<AlarmResponse> {
         if r.action() == AlarmAction::Get {
             // etcd answers alarms without a header.
             return Ok(AlarmResponse {
@@ -64,13 +49,10 @@ impl MaintenanceApi for EtcdServer {
             alarm: Some(r),
             ..Default::default()
         };
-        match self.propose(req).await? {
-            Applied::Alarm(resp) => Ok(resp),
-            _ => Err(internal("unexpected apply result for alarm")),
-        }
+        self.propose_as(req).await
     }
 
-    async fn status(&self, _r: StatusRequest) -> ApiResult<StatusResponse> {
+    async fn status(&self, _ctx: &RequestContext, _r: StatusRequest) -> ApiResult<StatusResponse> {
         let status = self.inner.node.status().await.map_err(raft_error)?;
         let (db_size, db_size_in_use) = {
             let store = self.state().store();
@@ -115,7 +97,11 @@ impl MaintenanceApi for EtcdServer {
         })
     }
 
-    async fn defragment(&self, _r: DefragmentRequest) -> ApiResult<DefragmentResponse> {
+    async fn defragment(
+        &self,
+        _ctx: &RequestContext,
+        _r: DefragmentRequest,
+    ) -> ApiResult<DefragmentResponse> {
         let server = self.clone();
         tokio::task::spawn_blocking(move || server.state().store().backend().defrag())
             .await
@@ -126,7 +112,7 @@ impl MaintenanceApi for EtcdServer {
         })
     }
 
-    async fn hash(&self, _r: HashRequest) -> ApiResult<HashResponse> {
+    async fn hash(&self, _ctx: &RequestContext, _r: HashRequest) -> ApiResult<HashResponse> {
         let hash = self
             .state()
             .store()
@@ -139,7 +125,7 @@ impl MaintenanceApi for EtcdServer {
         })
     }
 
-    async fn hash_kv(&self, r: HashKvRequest) -> ApiResult<HashKvResponse> {
+    async fn hash_kv(&self, _ctx: &RequestContext, r: HashKvRequest) -> ApiResult<HashKvResponse> {
         let h = self
             .state()
             .store()
@@ -153,31 +139,42 @@ impl MaintenanceApi for EtcdServer {
         })
     }
 
-    async fn snapshot(&self) -> ApiResult<SnapshotChunks> {
-        let server = self.clone();
-        let data = tokio::task::spawn_blocking(move || server.state().backend_snapshot())
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
-        let data = with_checksum(data);
+    async fn snapshot(&self, _ctx: &RequestContext) -> ApiResult<SnapshotChunks> {
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_STREAM_MESSAGES);
         let header = self.current_header();
-        // Chunks are copied out one at a time as the stream is polled, so
-        // the snapshot is held once, not twice.
-        let data = std::sync::Arc::new(data);
-        let chunks = (0..data.len().div_ceil(SNAPSHOT_CHUNK_BYTES)).map(move |i| {
-            let start = i * SNAPSHOT_CHUNK_BYTES;
-            let end = (start + SNAPSHOT_CHUNK_BYTES).min(data.len());
-            Ok(SnapshotResponse {
-                header,
-                remaining_bytes: (data.len() - end) as u64,
-                blob: data[start..end].to_vec(),
-                version: ETCD_VERSION.into(),
-            })
+        let server = self.clone();
+        // The backend is read as the client takes the messages: a snapshot
+        // in progress holds a few chunks, never the database.
+        tokio::task::spawn_blocking(move || {
+            let mut sender = SnapshotSender::new(tx, header);
+            let length = sender.length_slot();
+            let written = server.state().write_backend_snapshot(
+                &mut |len| {
+                    length.announce(len);
+                    Ok(())
+                },
+                &mut sender,
+            );
+            match written {
+                Ok(_) => {
+                    if let Err(e) = sender.finish() {
+                        tracing::debug!(error = %e, "snapshot stream ended early");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "snapshot failed");
+                    sender.fail(internal(e));
+                }
+            }
         });
-        Ok(Box::pin(tokio_stream::iter(chunks)))
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
-    async fn move_leader(&self, r: MoveLeaderRequest) -> ApiResult<MoveLeaderResponse> {
+    async fn move_leader(
+        &self,
+        _ctx: &RequestContext,
+        r: MoveLeaderRequest,
+    ) -> ApiResult<MoveLeaderResponse> {
         let status = self.inner.node.status().await.map_err(raft_error)?;
         if status.role != Role::Leader {
             return Err(EtcdError::NotLeader);

@@ -14,37 +14,37 @@ use prost::Message;
 use crate::config::InitialMember;
 use crate::error::{Error, Result};
 
-/// FNV-1a, 64 bit: a stable hash every member computes alike.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.iter() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h.max(1)
+/// The first 8 bytes of the SHA-1 of `bytes`, big-endian: how etcd turns
+/// a member's or a cluster's description into its id.
+fn sha1_id(bytes: &[u8]) -> u64 {
+    use sha1::Digest;
+    let hash = sha1::Sha1::digest(bytes);
+    u64::from_be_bytes(hash[..8].try_into().expect("SHA-1 has 20 bytes"))
 }
 
-/// A member's id, from its sorted peer URLs, the cluster token and, for a
-/// member added at run time, the time it was added (as etcd does, so a
-/// re-added member gets a new id).
-pub fn member_id(peer_urls: &[String], token: &str, added_at_ms: Option<u64>) -> u64 {
+/// A member's id as etcd computes it, so that the same flags give the same
+/// ids: SHA-1 over its peer URLs (sorted, concatenated), then the cluster
+/// token (`--initial-cluster-token` for founders; etcd passes an empty one
+/// for a member added at run time), then, for an added member, the Unix
+/// time in seconds as decimal digits (so a re-added member gets a new id).
+pub fn member_id(peer_urls: &[String], token: &str, added_at_s: Option<u64>) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
-    let joined = urls.join(",");
-    let time = added_at_ms.map(u64::to_be_bytes).unwrap_or_default();
-    fnv1a(&[joined.as_bytes(), token.as_bytes(), &time])
+    let mut bytes = urls.concat().into_bytes();
+    bytes.extend_from_slice(token.as_bytes());
+    if let Some(secs) = added_at_s {
+        bytes.extend_from_slice(secs.to_string().as_bytes());
+    }
+    sha1_id(&bytes)
 }
 
-/// The cluster id: a hash of the founding members' ids.
+/// The cluster id as etcd computes it: SHA-1 over the founding members'
+/// ids, sorted, each as 8 big-endian bytes.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
     ids.sort_unstable();
     let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-    fnv1a(&[&bytes])
+    sha1_id(&bytes)
 }
 
 /// The founding members as `--initial-cluster` describes them.
@@ -73,8 +73,10 @@ pub struct Members {
 }
 
 impl Members {
-    /// Loads the records from the backend.
-    pub fn load<B: Backend>(backend: &B) -> Result<Members> {
+    /// The records as the backend holds them (at start, and after a
+    /// snapshot install replaced the backend). A record that does not
+    /// decode is corruption: the member does not start.
+    pub fn recover<B: Backend>(backend: &B) -> Result<Members> {
         let tx = backend.read_tx();
         let mut out = Members::default();
         for (k, v) in tx.range(Bucket::MEMBERS, &[], Some(&[]), 0)? {
@@ -150,6 +152,15 @@ mod tests {
     use ironcd_backend::{BackendConfig, MemBackend};
 
     #[test]
+    fn ids_are_the_ones_etcd_prints_for_its_defaults() {
+        // `etcd` with no flags: member 8e9e05c52164694d of cluster
+        // cdf818194e3a8c32, as every etcd 3.x logs at its first start.
+        let id = member_id(&["http://localhost:2380".to_string()], "etcd-cluster", None);
+        assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", cluster_id(&[id])), "cdf818194e3a8c32");
+    }
+
+    #[test]
     fn ids_are_stable_and_distinct() {
         let a = vec!["http://127.0.0.1:2380".to_string()];
         let b = vec!["http://127.0.0.1:2381".to_string()];
@@ -189,7 +200,7 @@ mod tests {
             );
             members.remove(&mut tx, 9);
         }
-        let loaded = Members::load(&backend).unwrap();
+        let loaded = Members::recover(&backend).unwrap();
         assert_eq!(loaded, members);
         assert!(loaded.is_removed(9));
         assert_eq!(

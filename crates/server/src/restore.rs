@@ -8,29 +8,10 @@
 use std::path::Path;
 
 use ironcd_backend::{Backend, BackendConfig, BatchTx, Bucket, ReadTx, RocksBackend};
-use sha2::Digest;
 
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::state::write_consistent_index;
-
-/// Size of the SHA-256 trailer etcd's snapshot files end with.
-const CHECKSUM_BYTES: usize = 32;
-
-/// Checks the file's trailer and returns the data before it.
-fn verified(file: &[u8]) -> Result<&[u8]> {
-    if file.len() < CHECKSUM_BYTES || !(file.len() - CHECKSUM_BYTES).is_multiple_of(512) {
-        return Err(Error::DataDir(format!(
-            "snapshot of {} bytes has no SHA-256 trailer",
-            file.len()
-        )));
-    }
-    let (data, sum) = file.split_at(file.len() - CHECKSUM_BYTES);
-    if sha2::Sha256::digest(data).as_slice() != sum {
-        return Err(Error::DataDir("snapshot SHA-256 mismatch".into()));
-    }
-    Ok(data)
-}
 
 /// Drops every key of `bucket`.
 fn clear(backend: &RocksBackend, bucket: Bucket) -> Result<()> {
@@ -50,12 +31,13 @@ pub fn restore(cfg: &ServerConfig, snapshot_file: &Path) -> Result<()> {
             cfg.data_dir
         )));
     }
-    let file = std::fs::read(snapshot_file)?;
-    let data = verified(&file)?;
+    // Read twice, in pieces: once for the checksum, once to restore.
+    let data_len = crate::snapshot_file::verify_file(snapshot_file)?;
     let db = cfg.member_dir().join("db");
     std::fs::create_dir_all(&db)?;
     let backend = RocksBackend::open(&db, BackendConfig::default())?;
-    ironcd_backend::restore_snapshot(&backend, &mut &data[..])?;
+    let file = std::io::BufReader::new(std::fs::File::open(snapshot_file)?);
+    ironcd_backend::restore_snapshot(&backend, &mut std::io::Read::take(file, data_len))?;
     for bucket in [Bucket::MEMBERS, Bucket::MEMBERS_REMOVED, Bucket::ALARM] {
         clear(&backend, bucket)?;
     }
@@ -67,19 +49,4 @@ pub fn restore(cfg: &ServerConfig, snapshot_file: &Path) -> Result<()> {
     backend.force_commit()?;
     tracing::info!(data_dir = %cfg.data_dir.display(), "restored snapshot");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailer_is_checked() {
-        let good = crate::maintenance_api::with_checksum(b"data".to_vec());
-        assert_eq!(&verified(&good).unwrap()[..4], b"data");
-        let mut bad = good.clone();
-        bad[0] ^= 1;
-        assert!(verified(&bad).is_err());
-        assert!(verified(&good[..good.len() - 1]).is_err());
-    }
 }

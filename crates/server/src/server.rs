@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironcd_api::{ApiResult, EtcdError};
+use ironcd_api::{Admission, ApiResult, EtcdError, RequestContext};
 use ironcd_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, ResponseHeader};
 use ironcd_raft_node::{GrpcTransport, RaftNode};
 use prost::Message;
@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::state::{Applied, State};
+use crate::state::{Applied, AppliedAs, State};
 
 /// The server; cheap to clone.
 #[derive(Clone)]
@@ -35,6 +35,15 @@ pub(crate) struct Inner {
     pub next_request: AtomicU64,
     pub request_timeout: Duration,
 }
+
+/// Committed entries the applier may trail by before new proposals are
+/// refused with `etcdserver: too many requests` (etcd's
+/// `maxGapBetweenApplyAndCommitIndex`).
+pub const MAX_APPLY_GAP_ENTRIES: u64 = 5_000;
+/// Proposals of this member waiting for their apply at once; past it new
+/// ones are refused with `etcdserver: too many requests`. (Each waiting
+/// client holds one; etcd bounds them only through the apply gap.)
+pub const MAX_PENDING_PROPOSALS: usize = 65_536;
 
 /// Maps a consensus error to etcd's.
 pub(crate) fn raft_error(e: ironcd_raft_node::Error) -> EtcdError {
@@ -98,6 +107,18 @@ impl EtcdServer {
         *header = self.header(revision);
     }
 
+    /// Proposes `req` and waits for this member to apply it; `T` is the
+    /// response the request's kind yields.
+    pub(crate) async fn propose_as<T: AppliedAs>(&self, req: InternalRaftRequest) -> ApiResult<T> {
+        let applied = self.propose(req).await?;
+        T::from_applied(applied).ok_or_else(|| {
+            EtcdError::Internal(format!(
+                "the applier answered with another kind than {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// Proposes `req` and waits for this member to apply it.
     pub(crate) async fn propose(&self, mut req: InternalRaftRequest) -> ApiResult<Applied> {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
@@ -109,8 +130,22 @@ impl EtcdServer {
         if data.len() as u64 > self.inner.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        let behind = self
+            .inner
+            .node
+            .delivered_index()
+            .saturating_sub(self.state().applied_index());
+        if behind > MAX_APPLY_GAP_ENTRIES {
+            return Err(EtcdError::TooManyRequests);
+        }
         let (tx, rx) = oneshot::channel();
-        self.state().waits.lock().insert(id, tx);
+        {
+            let mut waits = self.state().waits.lock();
+            if waits.len() >= MAX_PENDING_PROPOSALS {
+                return Err(EtcdError::TooManyRequests);
+            }
+            waits.insert(id, tx);
+        }
         let _guard = WaitGuard {
             state: self.state(),
             id,
@@ -183,5 +218,16 @@ impl EtcdServer {
             .await
             .map(|s| s.leader)
             .unwrap_or(0)
+    }
+}
+
+impl Admission for EtcdServer {
+    /// etcd's interceptors: a request that requires a leader (`hasleader`)
+    /// is refused at once while this member knows none.
+    async fn admit(&self, ctx: &RequestContext) -> ApiResult<()> {
+        if ctx.require_leader && self.leader().await == 0 {
+            return Err(EtcdError::NoLeader);
+        }
+        Ok(())
     }
 }

@@ -26,15 +26,19 @@ use crate::server::{EtcdServer, Inner};
 use crate::state::State;
 
 /// Who this member is, fixed when its data directory is created
-/// (`member/identity`: one line of hex fields — id, cluster id, 1 if it
-/// joined a running cluster, then the founding voters).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (`member/identity`, through [`crate::codec`] at [`IDENTITY_VERSION`]).
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 struct Identity {
     id: u64,
     cluster_id: u64,
+    /// It joined a running cluster (`--initial-cluster-state existing`).
     join: bool,
+    /// The founding voters (empty for a member that joined).
     voters: Vec<u64>,
 }
+
+/// The identity file's record version.
+const IDENTITY_VERSION: u8 = 1;
 
 impl Identity {
     fn path(member_dir: &Path) -> std::path::PathBuf {
@@ -42,41 +46,17 @@ impl Identity {
     }
 
     fn load(member_dir: &Path) -> Result<Option<Identity>> {
-        let text = match std::fs::read_to_string(Self::path(member_dir)) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(Self::path(member_dir)) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let fields: Option<Vec<u64>> = text
-            .split_whitespace()
-            .map(|f| u64::from_str_radix(f, 16).ok())
-            .collect();
-        match fields.as_deref() {
-            Some([id, cluster_id, join, voters @ ..]) => Ok(Some(Identity {
-                id: *id,
-                cluster_id: *cluster_id,
-                join: *join == 1,
-                voters: voters.to_vec(),
-            })),
-            _ => Err(Error::DataDir(format!(
-                "unreadable identity file: {text:?}"
-            ))),
-        }
+        crate::codec::decode(IDENTITY_VERSION, &bytes, "identity file").map(Some)
     }
 
     fn save(&self, member_dir: &Path) -> Result<()> {
-        let mut line = format!(
-            "{:x} {:x} {:x}",
-            self.id,
-            self.cluster_id,
-            u8::from(self.join)
-        );
-        for v in &self.voters {
-            line.push_str(&format!(" {v:x}"));
-        }
-        line.push('\n');
         let tmp = member_dir.join("identity.tmp");
-        std::fs::write(&tmp, line)?;
+        std::fs::write(&tmp, crate::codec::encode(IDENTITY_VERSION, self))?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, Self::path(member_dir))?;
         std::fs::File::open(member_dir)?.sync_all()?;
@@ -128,10 +108,12 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
                 let mut client = ClusterClient::connect(url.clone())
                     .await
                     .map_err(|e| e.to_string())?;
+                // Linearizable: the `member add` that named this member
+                // was committed before it answered, so every peer's
+                // linearizable list holds it, not only the one that
+                // served the add.
                 client
-                    .member_list(MemberListRequest {
-                        linearizable: false,
-                    })
+                    .member_list(MemberListRequest { linearizable: true })
                     .await
                     .map_err(|e| e.to_string())
             };
@@ -148,10 +130,11 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
             };
             let cluster = resp.header.map(|h| h.cluster_id).unwrap_or(0);
             let Some(me) = resp.members.iter().find(|m| sorted(&m.peer_ur_ls) == mine) else {
-                return Err(Error::Config(format!(
+                last_error = format!(
                     "this member's peer URLs {} were not added to the cluster (run `member add` first)",
                     mine.join(",")
-                )));
+                );
+                continue;
             };
             let identity = Identity {
                 id: me.id,
@@ -163,7 +146,7 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
         }
     }
     Err(Error::Config(format!(
-        "could not fetch the cluster's members: {last_error}"
+        "could not join the cluster: {last_error}"
     )))
 }
 
@@ -189,6 +172,8 @@ fn raft_config(cfg: &ServerConfig, identity: &Identity) -> Config {
     rc.heartbeat_ticks = 1;
     rc.election_ticks = (cfg.election_ms / cfg.heartbeat_ms).max(2);
     rc.snapshot_count = cfg.snapshot_count;
+    rc.snapshot_catchup_entries = cfg.snapshot_catchup_entries;
+    rc.max_snapshot_bytes = crate::config::snapshot_limit_bytes(cfg.quota_backend_bytes);
     rc.request_timeout_ms = 5_000 + 2 * cfg.election_ms;
     rc.max_proposal_bytes = rc.max_proposal_bytes.max(cfg.max_request_bytes + 4096);
     rc.wal.max_record_bytes = rc.wal.max_record_bytes.max(rc.max_proposal_bytes + 4096);
@@ -274,15 +259,20 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         .into_iter()
         .filter_map(|m| m.peer_ur_ls.first().map(|u| (m.id, u.clone())))
         .collect();
+    let transport_config = TransportConfig::default();
+    transport_config.validate()?;
     let transport = Arc::new(GrpcTransport::new(
         identity.id,
         identity.cluster_id,
         peers,
-        TransportConfig::default(),
+        transport_config,
     ));
     let source_state = state.clone();
-    transport.set_snapshot_source(Arc::new(move || {
-        source_state.backend_snapshot().map_err(|e| e.to_string())
+    transport.set_snapshot_source(Arc::new(move |out| {
+        source_state
+            .write_backend_snapshot(&mut |_| Ok(()), out)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }));
     let rc = raft_config(&cfg, &identity);
     let (node, stream) =
@@ -290,7 +280,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     let applier = Applier {
         state: state.clone(),
         node: node.clone(),
-        transport: transport.clone(),
+        peers: transport.clone(),
         consistent_index,
     };
     let applier = std::thread::Builder::new()
@@ -431,8 +421,8 @@ async fn publish(server: EtcdServer) {
             cluster_member_attr_set: Some(attr.clone()),
             ..Default::default()
         };
-        match server.propose(req).await {
-            Ok(_) => break,
+        match server.propose_as::<()>(req).await {
+            Ok(()) => break,
             Err(e) => {
                 tracing::debug!(error = %e, "publishing member attributes; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use ironcd_api::EtcdError;
 use ironcd_backend::{Backend, BackendConfig, BatchTx, Bucket, ReadTx, RocksBackend};
-use ironcd_mvcc::{CompactionWait, Store, StoreConfig};
+use ironcd_mvcc::{CompactionWait, Observer, Store, StoreConfig};
 use ironcd_proto::etcdserverpb::{
     AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
 };
@@ -18,6 +18,7 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::members::Members;
 
 /// The store type the server runs.
@@ -47,6 +48,48 @@ pub enum Applied {
 /// The answer a proposal's wait receives.
 pub type Outcome = std::result::Result<Applied, EtcdError>;
 
+/// A response one kind of proposal yields: `EtcdServer::propose_as::<T>`
+/// takes it out of what the applier sent.
+pub trait AppliedAs: Sized {
+    /// `Some` when `applied` is this kind's.
+    fn from_applied(applied: Applied) -> Option<Self>;
+}
+
+macro_rules! applied_as {
+    ($($ty:ty => $variant:ident),* $(,)?) => {$(
+        impl AppliedAs for $ty {
+            fn from_applied(applied: Applied) -> Option<Self> {
+                match applied {
+                    Applied::$variant(response) => Some(response),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+applied_as!(
+    PutResponse => Put,
+    DeleteRangeResponse => Delete,
+    TxnResponse => Txn,
+    AlarmResponse => Alarm,
+);
+
+impl AppliedAs for (CompactionResponse, Option<CompactionWait>) {
+    fn from_applied(applied: Applied) -> Option<Self> {
+        match applied {
+            Applied::Compact(response, wait) => Some((response, wait)),
+            _ => None,
+        }
+    }
+}
+
+impl AppliedAs for () {
+    fn from_applied(applied: Applied) -> Option<Self> {
+        matches!(applied, Applied::Done).then_some(())
+    }
+}
+
 /// Shared state; see the module docs.
 pub struct State {
     member_dir: PathBuf,
@@ -64,11 +107,19 @@ pub struct State {
     pub waits: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
     /// Membership changes raft refused, by log index.
     pub refused: Mutex<HashMap<u64, String>>,
+    /// The observer of the store's write txns (the watch layer's), kept
+    /// here so that the store a snapshot install opens gets it too.
+    observer: RwLock<Option<Arc<dyn Observer>>>,
     /// The backend's size on disk as last measured: measuring walks the
     /// database directory, too slow for every write's quota check, so a
     /// task refreshes it (`DB_SIZE_REFRESH_MS`).
     pub db_size_bytes: AtomicU64,
 }
+
+/// How far behind the applied index a refused membership change is still
+/// remembered, in entries. Its proposer looks it up as soon as the entry is
+/// applied; on every other member nobody ever does, so older ones go.
+pub const REFUSED_RETAIN_ENTRIES: u64 = 1024;
 
 /// How often the quota's view of the backend size is refreshed.
 pub const DB_SIZE_REFRESH_MS: u64 = 250;
@@ -93,19 +144,60 @@ fn restore_dir(member_dir: &Path) -> PathBuf {
     member_dir.join("db.restore")
 }
 
-/// Finishes or discards a restore a crash interrupted: a complete
-/// `db.restore` without `db` was about to be renamed; one beside `db` was
-/// never finished.
+fn old_dir(member_dir: &Path) -> PathBuf {
+    member_dir.join("db.old")
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Finishes or rolls back a restore a crash interrupted, by the names
+/// present (the order [`State::restore_from`] renames in):
+///
+/// | present                  | the crash came            | so                        |
+/// |--------------------------|---------------------------|---------------------------|
+/// | `db`, `db.restore`       | before the swap           | drop `db.restore`         |
+/// | `db.old`, `db.restore`   | between the two renames   | `db.restore` → `db`       |
+/// | `db`, `db.old`           | before `db.old` was gone  | drop `db.old`             |
+/// | `db.restore` alone       | before any `db` existed   | drop `db.restore`         |
+/// | `db.old` alone           | never, by this order      | refuse to start           |
+///
+/// `db.old` exists only once `db.restore` is complete and durable, so a
+/// `db.restore` beside it is whole; without `db.old` it may be partial.
+/// A dropped restore is redone: raft delivers the snapshot again, its data
+/// file still under `snap/`.
 fn settle_restore(member_dir: &Path) -> Result<()> {
-    let (db, restore) = (db_dir(member_dir), restore_dir(member_dir));
-    if restore.exists() {
-        if db.exists() {
-            std::fs::remove_dir_all(&restore)?;
-        } else {
+    let (db, restore, old) = (
+        db_dir(member_dir),
+        restore_dir(member_dir),
+        old_dir(member_dir),
+    );
+    match (db.exists(), restore.exists(), old.exists()) {
+        (false, true, true) => {
+            tracing::info!(dir = %member_dir.display(), "finishing a restore a crash interrupted");
             std::fs::rename(&restore, &db)?;
+            sync_dir(member_dir)?;
+            std::fs::remove_dir_all(&old)?;
+        }
+        (false, false, true) => {
+            return Err(Error::Corrupt(format!(
+                "{} holds db.old but neither db nor db.restore",
+                member_dir.display()
+            )))
+        }
+        (_, restore_present, old_present) => {
+            if restore_present {
+                tracing::info!(dir = %member_dir.display(), "dropping an unfinished restore");
+                std::fs::remove_dir_all(&restore)?;
+            }
+            if old_present {
+                std::fs::remove_dir_all(&old)?;
+            }
         }
     }
-    Ok(())
+    sync_dir(member_dir)
 }
 
 fn read_u64(backend: &RocksBackend, key: &[u8]) -> Result<u64> {
@@ -123,7 +215,8 @@ fn read_u64(backend: &RocksBackend, key: &[u8]) -> Result<u64> {
     }
 }
 
-fn load_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
+/// The raised alarms as the `alarm` bucket holds them.
+fn recover_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
     let mut out = BTreeSet::new();
     for (k, _) in backend.read_tx().range(Bucket::ALARM, &[], Some(&[]), 0)? {
         let a =
@@ -133,6 +226,30 @@ fn load_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
     Ok(out)
 }
 
+/// Everything the state derives from a backend. A start and a snapshot
+/// install both build it the same way, each component recovering itself
+/// from the backend (etcd's `kv.Restore`, `cluster.Recover`, the alarm
+/// store's restore; the lessor and auth store join here).
+struct Recovered {
+    consistent_index: u64,
+    term: u64,
+    members: Members,
+    alarms: BTreeSet<(u64, i32)>,
+    store: KvStore,
+}
+
+impl Recovered {
+    fn from_backend(backend: RocksBackend) -> Result<Recovered> {
+        Ok(Recovered {
+            consistent_index: read_u64(&backend, CONSISTENT_INDEX_KEY)?,
+            term: read_u64(&backend, TERM_KEY)?,
+            members: Members::recover(&backend)?,
+            alarms: recover_alarms(&backend)?,
+            store: Store::open(Arc::new(backend), StoreConfig::default())?,
+        })
+    }
+}
+
 impl State {
     /// Opens the backend and store under `member_dir`; returns the state and
     /// the consistent index it is at.
@@ -140,25 +257,31 @@ impl State {
         std::fs::create_dir_all(member_dir)?;
         settle_restore(member_dir)?;
         let backend = RocksBackend::open(db_dir(member_dir), backend_config.clone())?;
-        let consistent_index = read_u64(&backend, CONSISTENT_INDEX_KEY)?;
-        let term = read_u64(&backend, TERM_KEY)?;
-        let members = Members::load(&backend)?;
-        let alarms = load_alarms(&backend)?;
-        let store = Store::open(Arc::new(backend), StoreConfig::default())?;
+        let recovered = Recovered::from_backend(backend)?;
+        let consistent_index = recovered.consistent_index;
         let state = State {
             member_dir: member_dir.to_path_buf(),
             backend_config,
-            store: RwLock::new(Some(store)),
-            members: RwLock::new(members),
-            alarms: RwLock::new(alarms),
+            store: RwLock::new(Some(recovered.store)),
+            members: RwLock::new(recovered.members),
+            alarms: RwLock::new(recovered.alarms),
             applied: watch::channel(consistent_index).0,
-            term: AtomicU64::new(term),
+            term: AtomicU64::new(recovered.term),
             waits: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
+            observer: RwLock::new(None),
             db_size_bytes: AtomicU64::new(0),
         };
         state.refresh_db_size();
         Ok((Arc::new(state), consistent_index))
+    }
+
+    /// Sends the events of every write txn to `observer` from now on, on
+    /// this store and on any a snapshot install replaces it with.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let store = self.store();
+        *self.observer.write() = Some(observer.clone());
+        store.set_observer(observer);
     }
 
     /// The store, for a read or a write.
@@ -187,6 +310,14 @@ impl State {
         });
     }
 
+    /// Remembers that raft refused the membership change at `index`, and
+    /// forgets those more than [`REFUSED_RETAIN_ENTRIES`] behind it.
+    pub fn record_refused(&self, index: u64, reason: String) {
+        let mut refused = self.refused.lock();
+        refused.retain(|&i, _| i + REFUSED_RETAIN_ENTRIES > index);
+        refused.insert(index, reason);
+    }
+
     /// Resolves the wait of request `id`, if this member proposed it.
     pub fn resolve(&self, id: u64, outcome: Outcome) {
         if let Some(wait) = self.waits.lock().remove(&id) {
@@ -194,41 +325,69 @@ impl State {
         }
     }
 
-    /// The backend as it is now, as one snapshot stream (buffered writes
-    /// committed first): `Maintenance.Snapshot` and peers that need a raft
-    /// snapshot both send this.
-    pub fn backend_snapshot(&self) -> Result<Vec<u8>> {
+    /// Writes the backend as it is now, as one snapshot stream (buffered
+    /// writes committed first), into `out` as it reads it: `Maintenance.
+    /// Snapshot` and peers that need a raft snapshot both send this.
+    /// `announce` learns the stream's exact length before any data.
+    pub fn write_backend_snapshot(
+        &self,
+        announce: &mut dyn FnMut(u64) -> ironcd_backend::Result<()>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
         let store = self.store();
         let backend = store.backend();
-        let mut data = Vec::new();
         backend.force_commit()?;
-        backend.snapshot(&mut data)?;
-        Ok(data)
+        Ok(backend.snapshot_sized(announce, out)?)
     }
 
-    /// Replaces the whole backend with a snapshot stream's contents, then
-    /// reloads everything derived from it. Returns the new consistent index.
-    pub fn restore(&self, data: &[u8]) -> Result<u64> {
-        let restore = restore_dir(&self.member_dir);
+    /// Replaces the whole backend with the snapshot stream in `file` (a
+    /// leader's data, received under `snap/`), then reloads everything
+    /// derived from it. Returns the new consistent index.
+    ///
+    /// The stream is restored into `db.restore` and made durable; then
+    /// `db` → `db.old`, `db.restore` → `db`, `db.old` removed, the member
+    /// directory fsynced after each step. A crash at any point leaves one
+    /// complete database that the next start picks by the names present
+    /// (`settle_restore`).
+    pub fn restore_from(&self, file: &Path) -> Result<u64> {
+        let (db, restore, old) = (
+            db_dir(&self.member_dir),
+            restore_dir(&self.member_dir),
+            old_dir(&self.member_dir),
+        );
         if restore.exists() {
             std::fs::remove_dir_all(&restore)?;
         }
         {
             let fresh = RocksBackend::open(&restore, self.backend_config.clone())?;
-            ironcd_backend::restore_snapshot(&fresh, &mut &data[..])?;
+            let mut input = std::io::BufReader::new(std::fs::File::open(file)?);
+            // Force-committed (fsynced) before it returns.
+            ironcd_backend::restore_snapshot(&fresh, &mut input)?;
         }
+        sync_dir(&self.member_dir)?;
+        failpoint::crash_point("restore_before_swap");
         let mut slot = self.store.write();
         drop(slot.take());
-        std::fs::remove_dir_all(db_dir(&self.member_dir))?;
-        std::fs::rename(&restore, db_dir(&self.member_dir))?;
-        let backend = RocksBackend::open(db_dir(&self.member_dir), self.backend_config.clone())?;
-        let consistent_index = read_u64(&backend, CONSISTENT_INDEX_KEY)?;
-        self.term
-            .fetch_max(read_u64(&backend, TERM_KEY)?, Ordering::Relaxed);
-        *self.members.write() = Members::load(&backend)?;
-        *self.alarms.write() = load_alarms(&backend)?;
-        *slot = Some(Store::open(Arc::new(backend), StoreConfig::default())?);
-        Ok(consistent_index)
+        std::fs::rename(&db, &old)?;
+        sync_dir(&self.member_dir)?;
+        failpoint::crash_point("restore_after_set_aside");
+        std::fs::rename(&restore, &db)?;
+        sync_dir(&self.member_dir)?;
+        failpoint::crash_point("restore_after_swap");
+        std::fs::remove_dir_all(&old)?;
+        sync_dir(&self.member_dir)?;
+        let recovered =
+            Recovered::from_backend(RocksBackend::open(&db, self.backend_config.clone())?)?;
+        self.term.fetch_max(recovered.term, Ordering::Relaxed);
+        *self.members.write() = recovered.members;
+        *self.alarms.write() = recovered.alarms;
+        if let Some(observer) = self.observer.read().clone() {
+            recovered.store.set_observer(observer);
+        }
+        *slot = Some(recovered.store);
+        drop(slot);
+        self.refresh_db_size();
+        Ok(recovered.consistent_index)
     }
 }
 

@@ -273,3 +273,50 @@ fn health_version_and_metrics_share_the_client_port() {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
 }
+
+/// Member and cluster ids of a single member started with the given flags,
+/// as `member list` reports them.
+fn ids_for(implementation: Impl, dir: &std::path::Path, ports: &[u16], token: &str) -> (u64, u64) {
+    let client = format!("http://127.0.0.1:{}", ports[0]);
+    let peer = format!("http://127.0.0.1:{}", ports[1]);
+    let data_dir = dir.join(implementation.name());
+    let log = std::fs::File::create(dir.join(format!("{}.log", implementation.name()))).unwrap();
+    let child = Command::new(implementation.binary())
+        .args([
+            "--name=ids".to_string(),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=ids={peer}"),
+            format!("--initial-cluster-token={token}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _member = Process(child);
+    let ep = [format!("127.0.0.1:{}", ports[0])];
+    eventually("member list", || {
+        let out = etcdctl(&ep, &["member", "list", "-w", "json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let cluster = json["header"]["cluster_id"].as_u64()?;
+        let member = json["members"][0]["ID"].as_u64()?;
+        Some((member, cluster))
+    })
+}
+
+#[test]
+fn member_and_cluster_ids_are_etcds_for_the_same_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(2);
+    let token = "ids-token";
+    let etcd = ids_for(Impl::Etcd, dir.path(), &ports, token);
+    let ironcd = ids_for(Impl::Ironcd, dir.path(), &ports, token);
+    assert_eq!(
+        format!("{:x}/{:x}", ironcd.0, ironcd.1),
+        format!("{:x}/{:x}", etcd.0, etcd.1),
+        "member/cluster ids"
+    );
+}

@@ -40,6 +40,7 @@ pub(super) fn build_config(
         initial_cluster_state,
         initial_cluster_token: settings.string("initial-cluster-token"),
         snapshot_count: settings.uint("snapshot-count"),
+        snapshot_catchup_entries: settings.uint("experimental-snapshot-catchup-entries"),
         heartbeat_ms: settings.uint("heartbeat-interval"),
         election_ms: settings.uint("election-timeout"),
         quota_backend_bytes: quota_backend_bytes(settings, notes),

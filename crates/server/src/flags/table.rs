@@ -208,7 +208,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     flag("experimental-stop-grpc-service-on-defrag", K::Bool, "false", S::AtDefault, "Stop serving during defragmentation."),
     flag("experimental-max-learners", K::Int, "1", S::AtDefault, "Most learners in the cluster."),
     flag("experimental-wait-cluster-ready-timeout", K::Duration, "5s", S::AtDefault, "Wait for the cluster at boot."),
-    flag("experimental-snapshot-catchup-entries", K::Uint, "5000", S::AtDefault, "Entries kept after a snapshot for slow followers."),
+    flag("experimental-snapshot-catchup-entries", K::Uint, "5000", S::Honoured, "Entries kept after a snapshot for slow followers."),
     flag("experimental-backend-bbolt-freelist-type", K::Str, "map", S::Matches(&["map", "array"]), "bbolt freelist type (no bbolt in ironcd)."),
     // Unsafe.
     flag("force-new-cluster", K::Bool, "false", S::Honoured, "Restart as a one-member cluster."),

@@ -291,6 +291,14 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        self.spawn_with_env(i, &[]);
+    }
+
+    /// Starts a stopped member with extra environment variables (such as
+    /// `IRONCD_FAILPOINTS`), without waiting for it to serve: it may be
+    /// meant to die. Follow with [`Cluster::wait_exit`] or
+    /// [`Cluster::wait_ready`].
+    pub fn spawn_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         assert!(!self.is_running(i), "member {i} is already running");
         let args = self.member_args(i);
         let member = &mut self.members[i];
@@ -308,6 +316,7 @@ impl Cluster {
             .stdout(stdout)
             .stderr(Stdio::piped());
         scrub_env(&mut command);
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("spawn a member");
         let stderr = child.stderr.take().expect("piped stderr");
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -335,6 +344,59 @@ impl Cluster {
         ];
         args.extend(self.opts.extra_args.iter().cloned());
         args
+    }
+
+    /// Waits until a member spawned by [`Cluster::spawn_with_env`] serves.
+    pub fn wait_ready(&mut self, i: usize) {
+        self.await_ready(i);
+    }
+
+    /// Waits (bounded by `timeout`) for member `i` to exit by itself;
+    /// returns how it ended. Fails the test if it is still running then.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> ExitStatus {
+        let mut child = self.members[i]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("member {i} is not running"));
+        self.members[i].ready = None;
+        match wait_bounded(&mut child, timeout) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "member {i} did not exit within {timeout:?}\n{}",
+                    self.log_tail(i, 40)
+                )
+            }
+        }
+    }
+
+    /// The process id of running member `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.members[i]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("member {i} is not running"))
+            .id()
+    }
+
+    /// Member `i`'s `--data-dir`.
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.members[i].data_dir
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to running member `i`. A stopped
+    /// member is cut off as by a partition: it neither sends nor answers,
+    /// its connections stay open, and it goes on where it was once resumed.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.pid(i).to_string();
+        let sent = run_bounded(
+            Command::new("kill").args([&format!("-{signal}"), &pid]),
+            None,
+            EXIT_TIMEOUT,
+        );
+        assert!(sent.status.success(), "kill -{signal} {pid}: {sent:?}");
     }
 
     fn await_ready(&mut self, i: usize) {

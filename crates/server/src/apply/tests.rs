@@ -1,0 +1,319 @@
+//! The applier fed committed entries in process, over a real backend in a
+//! temp dir, with raft and the peer transport replaced by recorders.
+
+use std::sync::Arc;
+
+use ironcd_backend::{Backend, BackendConfig};
+use ironcd_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, InternalRaftRequest, Member, PutRequest,
+    RangeRequest, RequestHeader,
+};
+use ironcd_raft_node::{
+    Apply, Committed, CommittedKind, Membership, SnapshotData, SnapshotPayload,
+};
+use parking_lot::Mutex;
+use prost::Message;
+
+use super::{Applier, PeerDirectory, SnapshotSink};
+use crate::state::{Applied, State};
+
+#[derive(Default)]
+struct Sink {
+    durable: Mutex<Vec<u64>>,
+    snapshots: Mutex<Vec<u64>>,
+}
+
+impl SnapshotSink for Arc<Sink> {
+    fn report_durable_applied(&self, index: u64) {
+        self.durable.lock().push(index);
+    }
+
+    async fn create_snapshot(&self, index: u64) -> Result<(), String> {
+        self.snapshots.lock().push(index);
+        Ok(())
+    }
+}
+
+/// Records the revision of every write txn it is told of.
+#[derive(Default)]
+struct Seen(Mutex<Vec<i64>>);
+
+impl ironcd_mvcc::Observer for Seen {
+    fn on_commit(&self, rev: i64, _events: &[ironcd_proto::mvccpb::Event]) {
+        self.0.lock().push(rev);
+    }
+}
+
+#[derive(Default)]
+struct Peers(Mutex<Vec<(u64, String)>>);
+
+impl PeerDirectory for Peers {
+    fn add_peer(&self, id: u64, url: String) {
+        let mut peers = self.0.lock();
+        peers.retain(|(p, _)| *p != id);
+        peers.push((id, url));
+        peers.sort();
+    }
+
+    fn remove_peer(&self, id: u64) {
+        self.0.lock().retain(|(p, _)| *p != id);
+    }
+
+    fn peers(&self) -> Vec<(u64, String)> {
+        self.0.lock().clone()
+    }
+}
+
+struct Member0 {
+    _dir: tempfile::TempDir,
+    applier: Applier<Arc<Sink>, Peers>,
+    sink: Arc<Sink>,
+}
+
+fn open(dir: tempfile::TempDir) -> Member0 {
+    let (state, consistent_index) =
+        State::open(&dir.path().join("member"), BackendConfig::default()).unwrap();
+    let sink = Arc::new(Sink::default());
+    Member0 {
+        applier: Applier {
+            state,
+            node: sink.clone(),
+            peers: Arc::new(Peers::default()),
+            consistent_index,
+        },
+        sink,
+        _dir: dir,
+    }
+}
+
+fn put_entry(index: u64, key: &str, value: &str) -> Committed {
+    let req = InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: index,
+            ..Default::default()
+        }),
+        put: Some(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Committed {
+        index,
+        term: 2,
+        kind: CommittedKind::Normal(req.encode_to_vec()),
+    }
+}
+
+fn entry_of(index: u64, req: InternalRaftRequest) -> Committed {
+    Committed {
+        index,
+        term: 2,
+        kind: CommittedKind::Normal(req.encode_to_vec()),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn value_of(state: &State, key: &str) -> Option<(Vec<u8>, i64)> {
+    let store = state.store();
+    let txn = store.read();
+    let r = RangeRequest {
+        key: key.into(),
+        ..Default::default()
+    };
+    let resp = crate::kv::range(&txn, &r).unwrap();
+    resp.kvs
+        .first()
+        .map(|kv| (kv.value.clone(), kv.mod_revision))
+}
+
+#[test]
+fn entries_apply_once_across_redelivery_and_restart() {
+    let rt = rt();
+    let mut m = open(tempfile::tempdir().unwrap());
+    let batch: Vec<Committed> = (2..=5)
+        .map(|i| put_entry(i, &format!("k{i}"), "a"))
+        .collect();
+    rt.block_on(m.applier.apply(Apply::Entries(batch.clone())));
+    let rev = m.applier.state.store().current_rev();
+    assert_eq!(rev, 5, "one revision per put, from 1");
+    assert_eq!(m.applier.state.applied_index(), 5);
+    // Delivered again (raft does so after a restart from an older index):
+    // nothing changes.
+    rt.block_on(m.applier.apply(Apply::Entries(batch)));
+    assert_eq!(m.applier.state.store().current_rev(), rev);
+
+    // Restart: the index is read back with the effects, so only the new
+    // entry applies.
+    m.applier.state.store().backend().force_commit().unwrap();
+    let Member0 {
+        _dir: dir, applier, ..
+    } = m;
+    drop(applier);
+    let mut m = open(dir);
+    assert_eq!(m.applier.consistent_index, 5);
+    let again: Vec<Committed> = (4..=6)
+        .map(|i| put_entry(i, &format!("k{i}"), "b"))
+        .collect();
+    rt.block_on(m.applier.apply(Apply::Entries(again)));
+    assert_eq!(m.applier.state.store().current_rev(), 6);
+    assert_eq!(value_of(&m.applier.state, "k4").unwrap().0, b"a");
+    assert_eq!(value_of(&m.applier.state, "k6").unwrap().0, b"b");
+}
+
+#[test]
+fn a_snapshot_from_a_peer_replaces_the_state_and_its_file_goes() {
+    let rt = rt();
+    // The leader's state: keys, a member record, applied up to 40.
+    let mut leader = open(tempfile::tempdir().unwrap());
+    let entries: Vec<Committed> = (31..=40)
+        .map(|i| put_entry(i, &format!("leader/{i}"), "v"))
+        .collect();
+    leader.applier.consistent_index = 30;
+    rt.block_on(leader.applier.apply(Apply::Entries(entries)));
+    {
+        let state = &leader.applier.state;
+        let store = state.store();
+        let mut tx = store.backend().batch_tx();
+        state.members.write().upsert(
+            &mut tx,
+            Member {
+                id: 7,
+                name: "m7".into(),
+                peer_ur_ls: vec!["http://127.0.0.1:7".into()],
+                ..Default::default()
+            },
+        );
+    }
+    let file_dir = tempfile::tempdir().unwrap();
+    let file = file_dir.path().join("0000000000000024.snap.db");
+    {
+        let mut out = std::fs::File::create(&file).unwrap();
+        leader
+            .applier
+            .state
+            .write_backend_snapshot(&mut |_| Ok(()), &mut out)
+            .unwrap();
+    }
+
+    // A follower with state of its own, behind, and an observer (the
+    // watch layer's) that must outlive the install.
+    let mut follower = open(tempfile::tempdir().unwrap());
+    let seen = Arc::new(Seen::default());
+    follower.applier.state.set_observer(seen.clone());
+    rt.block_on(
+        follower
+            .applier
+            .apply(Apply::Entries(vec![put_entry(2, "mine", "x")])),
+    );
+    follower
+        .applier
+        .peers
+        .add_peer(9, "http://127.0.0.1:9".into());
+    rt.block_on(follower.applier.apply(Apply::Snapshot(SnapshotData {
+        index: 36,
+        term: 2,
+        membership: Membership::default(),
+        payload: SnapshotPayload::File(file.clone()),
+    })));
+    let state = follower.applier.state.clone();
+    let state = &*state;
+    // The data's index (40), not the snapshot's (36): entries up to 40 that
+    // raft delivers next are skipped.
+    assert_eq!(follower.applier.consistent_index, 40);
+    assert_eq!(state.applied_index(), 40);
+    assert!(value_of(state, "mine").is_none(), "the old state is gone");
+    assert!(value_of(state, "leader/40").is_some());
+    assert_eq!(state.store().current_rev(), 11);
+    assert!(!file.exists(), "restored data is removed");
+    assert_eq!(
+        follower.applier.peers.peers(),
+        vec![(7, "http://127.0.0.1:7".to_string())],
+        "the peers follow the restored membership"
+    );
+    rt.block_on(
+        follower
+            .applier
+            .apply(Apply::Entries(vec![put_entry(39, "late", "x")])),
+    );
+    assert!(value_of(state, "late").is_none(), "covered by the snapshot");
+    rt.block_on(
+        follower
+            .applier
+            .apply(Apply::Entries(vec![put_entry(41, "next", "x")])),
+    );
+    assert!(value_of(state, "next").is_some());
+    assert_eq!(
+        *seen.0.lock(),
+        vec![2, 12],
+        "the observer saw writes before and after the install"
+    );
+}
+
+#[test]
+#[should_panic(expected = "does not decode as a request")]
+fn an_undecodable_entry_stops_the_member() {
+    let rt = rt();
+    let mut m = open(tempfile::tempdir().unwrap());
+    let garbage = Committed {
+        index: 2,
+        term: 2,
+        kind: CommittedKind::Normal(vec![0xff; 7]),
+    };
+    rt.block_on(m.applier.apply(Apply::Entries(vec![garbage])));
+}
+
+#[test]
+fn alarms_apply_for_any_member_id_and_nospace_refuses_puts() {
+    let rt = rt();
+    let mut m = open(tempfile::tempdir().unwrap());
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    m.applier.state.waits.lock().insert(2, tx);
+    let raise = InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: 2,
+            ..Default::default()
+        }),
+        alarm: Some(AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: 0,
+            alarm: AlarmType::Nospace as i32,
+        }),
+        ..Default::default()
+    };
+    rt.block_on(m.applier.apply(Apply::Entries(vec![entry_of(2, raise)])));
+    match rx.try_recv().unwrap() {
+        Ok(Applied::Alarm(resp)) => assert_eq!(resp.alarms.len(), 1),
+        other => panic!("{:?}", other.err()),
+    }
+    assert!(m
+        .applier
+        .state
+        .alarms
+        .read()
+        .contains(&(0, AlarmType::Nospace as i32)));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    m.applier.state.waits.lock().insert(3, tx);
+    rt.block_on(
+        m.applier
+            .apply(Apply::Entries(vec![put_entry(3, "k", "v")])),
+    );
+    assert!(matches!(
+        rx.try_recv().unwrap(),
+        Err(ironcd_api::EtcdError::NoSpace)
+    ));
+    assert!(value_of(&m.applier.state, "k").is_none());
+    assert_eq!(
+        m.applier.state.applied_index(),
+        3,
+        "the refused entry is applied"
+    );
+    assert!(m.sink.durable.lock().is_empty());
+}

@@ -1,0 +1,258 @@
+//! A database larger than a gigabyte replicates by snapshot: a follower
+//! cut off (SIGSTOP) while the leader writes past its log compaction, and a
+//! member that joins afterwards, both catch up from the leader's backend
+//! streamed to them — with the peak memory of every process involved far
+//! below the database's size, since neither side ever holds it whole.
+//!
+//! `IRONCD_LARGE_SNAPSHOT_MIB` sets the size (default 1 100 MiB, 1 MiB
+//! incompressible values); the peak RSS of each member is printed for
+//! BENCHMARKS.md.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use support::{etcdctl, free_ports, Cluster, Impl, Opts};
+
+const DEFAULT_MIB: usize = 1100;
+const VALUE_BYTES: usize = 1 << 20;
+const WRITERS: usize = 4;
+const WAIT: Duration = Duration::from_secs(600);
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+fn size_mib() -> usize {
+    match std::env::var("IRONCD_LARGE_SNAPSHOT_MIB") {
+        Ok(v) => v.parse().expect("IRONCD_LARGE_SNAPSHOT_MIB is a number"),
+        Err(_) => DEFAULT_MIB,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn connect(endpoints: &[String]) -> Client {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(60));
+    Client::connect(endpoints, Some(options))
+        .await
+        .expect("connect (lazy) to the cluster")
+}
+
+/// An incompressible value for key `n` (xorshift64*, seeded by `n`).
+fn value(n: usize) -> Vec<u8> {
+    let mut x = (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(VALUE_BYTES);
+    while out.len() < VALUE_BYTES {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out
+}
+
+fn key(n: usize) -> String {
+    format!("big/{n:06}")
+}
+
+/// Writes `count` values of [`VALUE_BYTES`], `WRITERS` at a time.
+fn fill(rt: &tokio::runtime::Runtime, endpoints: &[String], count: usize) {
+    rt.block_on(async {
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let endpoints = endpoints.to_vec();
+            writers.push(tokio::spawn(async move {
+                let mut client = connect(&endpoints).await;
+                for n in (w..count).step_by(WRITERS) {
+                    client
+                        .put(key(n), value(n), None)
+                        .await
+                        .unwrap_or_else(|e| panic!("put {}: {e}", key(n)));
+                }
+            }));
+        }
+        for w in writers {
+            w.await.expect("a writer");
+        }
+    });
+}
+
+/// Keys under `big/` and the revision, as `endpoint` serves them locally.
+fn local_view(rt: &tokio::runtime::Runtime, endpoint: &str) -> Option<(i64, i64)> {
+    rt.block_on(async {
+        let mut client = connect(&[endpoint.to_string()]).await;
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_count_only()
+            .with_serializable();
+        let response = client.get("big/", Some(options)).await.ok()?;
+        Some((response.count(), response.header()?.revision()))
+    })
+}
+
+fn wait_for(cluster: &Cluster, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            cluster.all_log_tails(30)
+        );
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Peak resident memory of process `pid` so far (`VmHWM`), in bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kib * 1024
+}
+
+/// Kills a member started outside the harness when the test ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Adds a learner `m4` through member add and starts it; it joins with
+/// `--initial-cluster-state existing`.
+fn join_learner(cluster: &Cluster, args: &[&str]) -> (Process, String) {
+    let eps: Vec<String> = (0..3).map(|i| cluster.host_port(i)).collect();
+    let ports = free_ports(2);
+    let client = format!("http://127.0.0.1:{}", ports[0]);
+    let peer = format!("http://127.0.0.1:{}", ports[1]);
+    let added = etcdctl(
+        &eps,
+        &[
+            "member",
+            "add",
+            "m4",
+            "--learner",
+            &format!("--peer-urls={peer}"),
+        ],
+    );
+    assert!(added.status.success(), "member add: {added:?}");
+    let mut initial: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "{}=http://127.0.0.1:{}",
+                cluster.name(i),
+                cluster.peer_port(i)
+            )
+        })
+        .collect();
+    initial.push(format!("m4={peer}"));
+    let log = std::fs::File::create(cluster.dir().join("m4.log")).expect("m4's log");
+    let child = Command::new(env!("CARGO_BIN_EXE_ironcd"))
+        .args([
+            "--name=m4".to_string(),
+            format!("--data-dir={}", cluster.dir().join("m4.data").display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={}", initial.join(",")),
+            "--initial-cluster-state=existing".to_string(),
+            "--election-timeout=2000".to_string(),
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start m4");
+    (Process(child), client)
+}
+
+#[test]
+fn a_database_past_a_gigabyte_replicates_by_snapshot_in_bounded_memory() {
+    let mib = size_mib();
+    let data_bytes = (mib * VALUE_BYTES) as u64;
+    let args = [
+        "--snapshot-count=20",
+        "--experimental-snapshot-catchup-entries=5",
+        "--quota-backend-bytes=8589934592",
+    ];
+    let rt = runtime();
+    let cluster = Cluster::start(Impl::Ironcd, 3, Opts::with_args(&args));
+    let leader = cluster.wait_for_leader();
+    let follower = (leader + 1) % 3;
+    let writable: Vec<String> = (0..3)
+        .filter(|&i| i != follower)
+        .map(|i| cluster.endpoint(i))
+        .collect();
+
+    // Cut the follower off while the leader writes the database and
+    // compacts its log far past what the follower holds.
+    cluster.signal(follower, "STOP");
+    let started = Instant::now();
+    fill(&rt, &writable, mib);
+    eprintln!("filled {mib} MiB in {:?}", started.elapsed());
+    let want = local_view(&rt, &cluster.endpoint(leader)).expect("the leader answers");
+    assert_eq!(want.0, mib as i64);
+    cluster.signal(follower, "CONT");
+    let started = Instant::now();
+    wait_for(&cluster, "the partitioned follower to catch up", || {
+        local_view(&rt, &cluster.endpoint(follower)) == Some(want)
+    });
+    eprintln!("the follower caught up in {:?}", started.elapsed());
+    let log = cluster.log_tail(follower, 400);
+    assert!(
+        log.contains("restored the backend from a snapshot"),
+        "the follower caught up without a snapshot:\n{log}"
+    );
+
+    let (mut m4, m4_endpoint) = join_learner(&cluster, &args);
+    let m4_log_path = cluster.dir().join("m4.log");
+    let started = Instant::now();
+    wait_for(&cluster, "the new member to catch up", || {
+        if let Ok(Some(status)) = m4.0.try_wait() {
+            let log = std::fs::read_to_string(&m4_log_path).unwrap_or_default();
+            panic!("the new member exited ({status}):\n{log}");
+        }
+        local_view(&rt, &m4_endpoint) == Some(want)
+    });
+    eprintln!("the new member caught up in {:?}", started.elapsed());
+    let m4_log = std::fs::read_to_string(cluster.dir().join("m4.log")).expect("m4's log");
+    assert!(
+        m4_log.contains("restored the backend from a snapshot"),
+        "m4 caught up without a snapshot"
+    );
+
+    let peaks = [
+        ("leader", peak_rss_bytes(cluster.pid(leader))),
+        (
+            "partitioned follower",
+            peak_rss_bytes(cluster.pid(follower)),
+        ),
+        ("joined member", peak_rss_bytes(m4.0.id())),
+    ];
+    for (who, peak) in peaks {
+        eprintln!(
+            "peak RSS of the {who}: {} MiB for a {mib} MiB database",
+            peak >> 20
+        );
+        assert!(
+            peak < data_bytes / 2,
+            "the {who} peaked at {} MiB for a {mib} MiB database: a copy of it was held in memory",
+            peak >> 20
+        );
+    }
+}
