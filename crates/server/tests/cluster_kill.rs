@@ -1,11 +1,12 @@
 //! Three ironcd processes on loopback: SIGKILL the leader while clients
 //! write; every acknowledged write must be readable from every member, and
-//! the killed member rejoins from its own data directory.
+//! the killed member rejoins from its own data directory. Each phase waits
+//! for its event (a count of acknowledged writes, a new leader), bounded.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +18,21 @@ const WRITERS: usize = 8;
 /// Each writer stops after this many acknowledged writes, or when told to.
 const MAX_WRITES_PER_WRITER: usize = 5_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Acknowledged writes before the leader is killed: past
+/// `--snapshot-count=2000`, so the killed member has normally taken a raft
+/// snapshot and restarts from it.
+const WRITES_BEFORE_KILL: usize = 2_500;
+/// Writes acknowledged after the new leader is reported: the cluster goes on
+/// without the killed member.
+const WRITES_AFTER_FAILOVER: usize = 500;
+/// The bound on each wait for acknowledged writes (they usually take a few
+/// seconds).
+const ACK_TIMEOUT: Duration = Duration::from_secs(120);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Every write the test waits for; the writers' cap must not stop them
+/// first.
+const WRITES_AWAITED: usize = WRITES_BEFORE_KILL + WRITES_AFTER_FAILOVER;
+const _: () = assert!(WRITES_AWAITED < WRITERS * MAX_WRITES_PER_WRITER);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -35,13 +51,15 @@ async fn connect(endpoints: &[String]) -> Client {
         .expect("connect (lazy) to the cluster")
 }
 
-/// Writes `w/<writer>/<n>` = `n` until `stop`; returns what was
-/// acknowledged (key → value). A failed write is retried under a new key,
-/// so an unacknowledged one may or may not exist afterwards.
+/// Writes `w/<writer>/<n>` = `n` until `stop`, counting each acknowledged
+/// write in `acks`; returns what was acknowledged (key → value). A failed
+/// write is retried under a new key, so an unacknowledged one may or may not
+/// exist afterwards.
 async fn writer(
     endpoints: Vec<String>,
     id: usize,
     stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
 ) -> BTreeMap<String, String> {
     let mut client = connect(&endpoints).await;
     let mut acked = BTreeMap::new();
@@ -51,11 +69,31 @@ async fn writer(
         n += 1;
         if client.put(key.as_str(), value.as_str(), None).await.is_ok() {
             acked.insert(key, value);
+            acks.fetch_add(1, Ordering::Relaxed);
         } else {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     acked
+}
+
+/// Waits until the writers have `target` acknowledged writes in all; fails
+/// the test, with the members' log tails, if they do not within
+/// `ACK_TIMEOUT`.
+fn wait_for_acks(cluster: &Cluster, acks: &AtomicUsize, target: usize, what: &str) {
+    let deadline = Instant::now() + ACK_TIMEOUT;
+    loop {
+        let n = acks.load(Ordering::Relaxed);
+        if n >= target {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {n} of {target} writes acknowledged within {ACK_TIMEOUT:?}\n{}",
+            cluster.all_log_tails(20)
+        );
+        thread::sleep(POLL_INTERVAL);
+    }
 }
 
 /// Every key under `w/` on `endpoint`, read linearizably there.
@@ -117,23 +155,35 @@ fn sigkill_the_leader_under_write_load_loses_nothing() {
     let endpoints = cluster.endpoints();
     let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|id| rt.spawn(writer(endpoints.clone(), id, stop.clone())))
+        .map(|id| rt.spawn(writer(endpoints.clone(), id, stop.clone(), acks.clone())))
         .collect();
 
-    thread::sleep(Duration::from_secs(3));
+    wait_for_acks(&cluster, &acks, WRITES_BEFORE_KILL, "before the kill");
     cluster.kill(leader);
     let new_leader = cluster.wait_for_leader();
     assert_ne!(new_leader, leader, "a live member must take over");
-    thread::sleep(Duration::from_secs(3));
+    let at_failover = acks.load(Ordering::Relaxed);
+    wait_for_acks(
+        &cluster,
+        &acks,
+        at_failover + WRITES_AFTER_FAILOVER,
+        "after the failover",
+    );
     stop.store(true, Ordering::Relaxed);
 
     let mut acked = BTreeMap::new();
     for w in writers {
         acked.extend(rt.block_on(w).expect("writer task"));
     }
+    assert_eq!(
+        acked.len(),
+        acks.load(Ordering::Relaxed),
+        "every acknowledged write is returned once"
+    );
     assert!(
-        acked.len() > 100,
+        acked.len() >= WRITES_AWAITED,
         "too few writes were acknowledged: {}",
         acked.len()
     );
