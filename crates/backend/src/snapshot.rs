@@ -21,10 +21,10 @@ const RESTORE_TXN_RECORDS: u64 = 4096;
 /// Bytes of keys and values per write txn while restoring: a txn's writes
 /// wait in memory until the backend commits them, so large values must
 /// not pile up there.
-const RESTORE_TXN_BYTES: u64 = 16 << 20;
+const RESTORE_TXN_BYTES: u64 = 4 << 20;
 /// Bytes restored between forced engine commits, so that what the write
 /// buffers hold stays bounded whatever the snapshot's size.
-const RESTORE_COMMIT_BYTES: u64 = 64 << 20;
+const RESTORE_COMMIT_BYTES: u64 = 32 << 20;
 
 struct CrcWriter<'a> {
     out: &'a mut dyn Write,
