@@ -152,16 +152,7 @@ async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>
 
 /// `host:port` of a URL, for binding.
 pub fn host_port(url: &str) -> Result<String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        Error::Config(format!(
-            "unsupported URL {url:?} (only http:// is served so far)"
-        ))
-    })?;
-    let rest = rest.trim_end_matches('/');
-    if !rest.contains(':') {
-        return Err(Error::Config(format!("URL {url:?} has no port")));
-    }
-    Ok(rest.to_string())
+    crate::flags::listen_authority(url).map_err(Error::Config)
 }
 
 fn raft_config(cfg: &ServerConfig, identity: &Identity) -> Config {

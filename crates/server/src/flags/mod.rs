@@ -44,7 +44,7 @@ mod table;
 mod testkit;
 mod url;
 
-pub use url::is_peer_url;
+pub use url::{is_peer_url, listen_authority};
 
 use go::{parse_command_line, CommandLine};
 use server_config::build_config;

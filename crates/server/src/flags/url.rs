@@ -65,6 +65,18 @@ pub fn is_peer_url(text: &str) -> bool {
     parse_url(text).is_ok_and(|url| url.scheme == "http" || url.scheme == "https")
 }
 
+/// The `host:port` to bind for a listen URL (`http://host:port`; the only
+/// scheme served so far).
+pub fn listen_authority(text: &str) -> Result<String, String> {
+    let url = parse_url(text)?;
+    if url.scheme != "http" {
+        return Err(format!(
+            "unsupported URL {text:?} (only http:// is served so far)"
+        ));
+    }
+    Ok(url.authority.to_string())
+}
+
 /// A comma-separated URL list, sorted and without duplicates, as etcd
 /// stores it; an empty string is an empty list.
 pub(super) fn parse_url_list(text: &str) -> Result<Vec<String>, String> {
@@ -361,5 +373,10 @@ mod tests {
         let members = parse_initial_cluster("a=http://h:2,b=http://h:3,a=http://h:1").unwrap();
         assert_eq!(members.len(), 2);
         assert_eq!(members[0].peer_urls, ["http://h:1", "http://h:2"]);
+        // What a listener binds.
+        assert_eq!(listen_authority("http://127.0.0.1:2379").unwrap(), "127.0.0.1:2379");
+        assert_eq!(listen_authority("http://[::1]:2379").unwrap(), "[::1]:2379");
+        assert!(listen_authority("https://127.0.0.1:2379").is_err());
+        assert!(listen_authority("http://127.0.0.1").is_err());
     }
 }
