@@ -2,9 +2,9 @@
 //! leader under write load, then every member at once. Nothing acknowledged
 //! may be lost, and every member comes back from its own disk.
 //!
-//! The test binary is its own child: run with `CHILD_ENV` set, the test
-//! `member_process` becomes one member, driven by lines on stdin
-//! (`propose <payload>`, `status`) and answering on stdout.
+//! Each member is a `raft-member` process (`tests/bin/member_process.rs`),
+//! driven by lines on stdin (`propose <payload>`, `status`, …) and
+//! answering on stdout.
 
 mod common;
 
@@ -16,117 +16,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ironcd_raft_node::{ConfChange, ConfChangeRequest, Role};
+use ironcd_raft_node::Role;
 
-const CHILD_ENV: &str = "IRONCD_RAFT_MEMBER";
+/// The members' `snapshot_count`: small, so a member killed for a while
+/// catches up by snapshot.
 const SNAPSHOT_COUNT: u64 = 100;
-
-/// The child's body: `CHILD_ENV` is `id;dir;1=addr,2=addr,...;new|join`.
-/// Commands: `propose <payload>`, `status`, `block <to>` (drop what this
-/// member sends to `to`), `heal`, `add-peer <id> <addr>`,
-/// `conf <add-learner|promote|remove> <id>`.
-#[test]
-fn member_process() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let mut parts = spec.split(';');
-    let id: u64 = parts.next().unwrap().parse().unwrap();
-    let dir = PathBuf::from(parts.next().unwrap());
-    let addrs: BTreeMap<u64, String> = parts
-        .next()
-        .unwrap()
-        .split(',')
-        .map(|pair| {
-            let (id, addr) = pair.split_once('=').unwrap();
-            (id.parse().unwrap(), addr.to_string())
-        })
-        .collect();
-    let join = parts.next() == Some("join");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let voters: Vec<u64> = addrs.keys().copied().collect();
-        let peers: Vec<(u64, String)> = addrs
-            .iter()
-            .map(|(id, addr)| (*id, format!("http://{addr}")))
-            .collect();
-        let mut config = test_config(id, &voters);
-        if join {
-            config.join = true;
-            config.initial_voters.clear();
-        }
-        // Small enough that a member killed for a while is sent a snapshot.
-        config.snapshot_count = SNAPSHOT_COUNT;
-        config.snapshot_catchup_entries = 10;
-        let addr = addrs[&id].parse().unwrap();
-        let faults = ironcd_raft_node::Faults::new();
-        let member = Member::start(config, &dir, addr, &peers, &faults).await;
-        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(1024);
-        tokio::spawn(async move {
-            let mut stdout = std::io::stdout();
-            while let Some(line) = out_rx.recv().await {
-                writeln!(stdout, "{line}").unwrap();
-                stdout.flush().unwrap();
-            }
-        });
-        let mut lines =
-            tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(payload) = line.strip_prefix("propose ") {
-                let node = member.node.clone();
-                let out = out_tx.clone();
-                let payload = payload.to_string();
-                tokio::spawn(async move {
-                    let answer = match node.propose(payload.clone().into_bytes()).await {
-                        Ok(index) => format!("ack {payload} {index}"),
-                        Err(e) => format!("err {payload} {e}"),
-                    };
-                    let _ = out.send(answer).await;
-                });
-            } else if let Some(to) = line.strip_prefix("block ") {
-                faults.block(id, to.parse().unwrap());
-            } else if line == "heal" {
-                faults.heal();
-            } else if let Some(peer) = line.strip_prefix("add-peer ") {
-                let (peer, addr) = peer.split_once(' ').unwrap();
-                member
-                    .transport
-                    .add_peer(peer.parse().unwrap(), format!("http://{addr}"));
-            } else if let Some(change) = line.strip_prefix("conf ") {
-                let (kind, target) = change.split_once(' ').unwrap();
-                let target: u64 = target.parse().unwrap();
-                let change = match kind {
-                    "add-learner" => ConfChange::AddLearner(target),
-                    "promote" => ConfChange::PromoteLearner(target),
-                    _ => ConfChange::Remove(target),
-                };
-                let node = member.node.clone();
-                let out = out_tx.clone();
-                let kind = kind.to_string();
-                tokio::spawn(async move {
-                    let request = ConfChangeRequest::single(change, Vec::new());
-                    let answer = match node.propose_conf_change(request).await {
-                        Ok(_) => format!("conf-ok {kind} {target}"),
-                        Err(e) => format!("conf-err {kind} {target} {e}"),
-                    };
-                    let _ = out.send(answer).await;
-                });
-            } else if line == "status" {
-                let status = member.status().await;
-                let _ = out_tx
-                    .send(format!(
-                        "status {} {:?} {}",
-                        status.id, status.role, status.applied
-                    ))
-                    .await;
-            }
-        }
-    });
-}
 
 struct Process {
     child: Child,
@@ -177,23 +71,16 @@ impl Processes {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().to_string()
         });
-        let spec = format!(
-            "{id};{};{};{mode}",
-            self.dir(id).display(),
-            self.addrs
-                .iter()
-                .map(|(id, addr)| format!("{id}={addr}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "member_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, spec)
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_raft-member"))
+            .arg(id.to_string())
+            .arg(self.dir(id))
+            .args([addrs, mode.to_string(), SNAPSHOT_COUNT.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -379,17 +266,13 @@ fn applied_payloads(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// `n` running member processes; `None` inside a child, where only
-/// `member_process` may run.
-fn cluster_of(n: u64) -> Option<Processes> {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return None;
-    }
+/// `n` running member processes.
+fn cluster_of(n: u64) -> Processes {
     let mut cluster = Processes::new(n);
     for id in 1..=n {
         cluster.start(id);
     }
-    Some(cluster)
+    cluster
 }
 
 fn batch(tag: &str, count: usize) -> Vec<String> {
@@ -398,9 +281,7 @@ fn batch(tag: &str, count: usize) -> Vec<String> {
 
 #[test]
 fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
-    let Some(mut cluster) = cluster_of(3) else {
-        return;
-    };
+    let mut cluster = cluster_of(3);
     let mut acked = BTreeSet::new();
     cluster.propose_all(&batch("warm", 50), None, &mut acked);
 
@@ -463,9 +344,7 @@ fn sigkilled_members_lose_nothing_acknowledged_and_rejoin_from_disk() {
 
 #[test]
 fn processes_partitioned_and_reconfigured() {
-    let Some(mut cluster) = cluster_of(3) else {
-        return;
-    };
+    let mut cluster = cluster_of(3);
     let mut acked = BTreeSet::new();
     cluster.propose_all(&batch("warm", 30), None, &mut acked);
 
