@@ -7,14 +7,11 @@
 //! 5) sets each row's length, `IRONCD_BENCH_CLIENTS` (default 256) the
 //! concurrency, `IRONCD_BENCH_CONNS` (default 16) the connections.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 use hdrhistogram::Histogram;
-use support::{Cluster, Impl, Opts};
+use ironcd_tests::{ironcd, Cluster, Opts, Server};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -82,12 +79,13 @@ fn main() {
         ("get (linearizable)", Op::Get, clients, conns),
     ];
     let mut results = Vec::new();
-    for implementation in [Impl::Etcd, Impl::Ironcd] {
-        let cluster = Cluster::start(implementation, 1, Opts::default());
+    for server in [Server::etcd(), ironcd!()] {
+        let name = server.name();
+        let cluster = Cluster::start(server, 1, Opts::default());
         let endpoint = cluster.endpoint(0);
-        for (name, op, c, k) in rows {
+        for (row, op, c, k) in rows {
             let r = rt.block_on(run(&endpoint, op, c, k, secs));
-            results.push((implementation.name(), name, c, k, r));
+            results.push((name, row, c, k, r));
         }
     }
     println!("| workload | clients/conns | etcd req/s | ironcd req/s | ratio | etcd p50 / p99 ms | ironcd p50 / p99 ms | p50 ratio |");

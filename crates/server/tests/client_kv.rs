@@ -8,8 +8,6 @@
 //! LeaseRevoke); every other test needs only KV. `*_restart_keeps_data`
 //! runs three members and restarts them after SIGTERM and SIGKILL.
 
-mod support;
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, Error, GetOptions, KeyValue,
     PutOptions, ResponseHeader, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
-use support::{Cluster, Impl, Opts};
+use ironcd_tests::{ironcd, Cluster, Opts, Server};
 use tonic::Code;
 
 const MAX_TXN_OPS: usize = 4;
@@ -42,7 +40,7 @@ macro_rules! on_both_implementations {
             $(
                 #[tokio::test]
                 async fn $area() {
-                    super::run(super::Impl::Etcd, stringify!($area), super::$area).await;
+                    super::run(super::Server::etcd(), stringify!($area), super::$area).await;
                 }
             )*
         }
@@ -50,7 +48,7 @@ macro_rules! on_both_implementations {
             $(
                 #[tokio::test]
                 async fn $area() {
-                    super::run(super::Impl::Ironcd, stringify!($area), super::$area).await;
+                    super::run(ironcd_tests::ironcd!(), stringify!($area), super::$area).await;
                 }
             )*
         }
@@ -78,7 +76,7 @@ on_both_implementations!(
 #[tokio::test]
 async fn etcd_lease_dependent_put_and_txn() {
     run(
-        Impl::Etcd,
+        Server::etcd(),
         "lease_dependent_put_and_txn",
         lease_dependent_put_and_txn,
     )
@@ -91,7 +89,7 @@ async fn etcd_lease_dependent_put_and_txn() {
 #[tokio::test]
 async fn ironcd_lease_service_not_served_yet() {
     run(
-        Impl::Ironcd,
+        ironcd!(),
         "lease_service_not_served_yet",
         |mut client: Client| async move {
             match client.lease_grant(600, None).await {
@@ -109,17 +107,17 @@ async fn ironcd_lease_service_not_served_yet() {
 
 #[tokio::test]
 async fn etcd_restart_keeps_data() {
-    restart_keeps_data(Impl::Etcd).await;
+    restart_keeps_data(Server::etcd()).await;
 }
 
 #[tokio::test]
 async fn ironcd_restart_keeps_data() {
-    restart_keeps_data(Impl::Ironcd).await;
+    restart_keeps_data(ironcd!()).await;
 }
 
 /// Writes survive SIGTERM and SIGKILL of members, and a restarted member
 /// (same flags, existing data dir) serves them again.
-async fn restart_keeps_data(implementation: Impl) {
+async fn restart_keeps_data(implementation: Server) {
     let mut cluster = Cluster::start(implementation, 3, Opts::default());
     let leader = cluster.wait_for_leader();
     assert_eq!(cluster.leader_index(), Some(leader));
@@ -160,7 +158,7 @@ async fn restart_keeps_data(implementation: Impl) {
 
 /// Starts a one-member cluster, runs `area` against it, then checks the
 /// server still serves. A failure carries the member's log tail.
-async fn run<F, Fut>(implementation: Impl, area_name: &str, area: F)
+async fn run<F, Fut>(server: Server, area_name: &str, area: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -169,12 +167,12 @@ where
         &format!("--max-txn-ops={MAX_TXN_OPS}"),
         &format!("--max-request-bytes={MAX_REQUEST_BYTES}"),
     ]);
-    let cluster = Cluster::start(implementation, 1, opts);
+    let cluster = Cluster::start(server, 1, opts);
     let mut client = connect(&cluster, 0).await;
     if let Err(e) = tokio::spawn(area(client.clone())).await {
         panic!(
             "{area_name} on {} failed: {e}\n{}",
-            implementation.name(),
+            cluster.implementation().name(),
             cluster.log_tail(0, 30)
         );
     }

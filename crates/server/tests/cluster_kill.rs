@@ -3,8 +3,6 @@
 //! the killed member rejoins from its own data directory. Each phase waits
 //! for its event (a count of acknowledged writes, a new leader), bounded.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use support::{Cluster, Impl, Opts};
+use ironcd_tests::{ironcd, Cluster, Opts};
 
 const WRITERS: usize = 8;
 /// Each writer stops after this many acknowledged writes, or when told to.
@@ -150,7 +148,7 @@ fn assert_has_all(
 fn sigkill_the_leader_under_write_load_loses_nothing() {
     // Snapshots every 2000 entries, so the restarted member also recovers
     // across a raft snapshot and a compacted log.
-    let mut cluster = Cluster::start(Impl::Ironcd, 3, Opts::with_args(&["--snapshot-count=2000"]));
+    let mut cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&["--snapshot-count=2000"]));
     let leader = cluster.wait_for_leader();
     let endpoints = cluster.endpoints();
     let rt = runtime();

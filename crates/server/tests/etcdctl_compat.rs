@@ -3,8 +3,6 @@
 //! command's exit status, stdout and stderr must be equal once run-specific
 //! values are normalised (`tests/etcdctl/normalise.rs`).
 
-mod support;
-
 #[path = "etcdctl/normalise.rs"]
 mod normalise;
 
@@ -12,8 +10,8 @@ use std::fmt::Write as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ironcd_tests::{etcdctl_with_stdin, free_ports, ironcd, Cluster, Opts, Server};
 use normalise::{Symbols, View};
-use support::{etcdctl_with_stdin, free_ports, Cluster, Impl, Opts};
 
 const SCRIPT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/etcdctl/script.txt");
 const MEMBERS: usize = 3;
@@ -52,8 +50,8 @@ struct Record {
 fn etcdctl_matches_etcd() {
     let steps = parse_script(&read_script());
     let (etcd, ironcd) = thread::scope(|scope| {
-        let etcd = scope.spawn(|| run_script(Impl::Etcd, &steps));
-        let ironcd = scope.spawn(|| run_script(Impl::Ironcd, &steps));
+        let etcd = scope.spawn(|| run_script(Server::etcd(), &steps));
+        let ironcd = scope.spawn(|| run_script(ironcd!(), &steps));
         (joined(etcd.join()), joined(ironcd.join()))
     });
     let etcd = etcd.unwrap_or_else(|e| panic!("the reference etcd run failed: {e}"));
@@ -67,8 +65,8 @@ fn etcdctl_matches_etcd() {
 fn etcdctl_script_is_deterministic_on_etcd() {
     let steps = parse_script(&read_script());
     let (first, second) = thread::scope(|scope| {
-        let first = scope.spawn(|| run_script(Impl::Etcd, &steps));
-        let second = scope.spawn(|| run_script(Impl::Etcd, &steps));
+        let first = scope.spawn(|| run_script(Server::etcd(), &steps));
+        let second = scope.spawn(|| run_script(Server::etcd(), &steps));
         (joined(first.join()), joined(second.join()))
     });
     let first = first.unwrap_or_else(|e| panic!("first etcd run failed: {e}"));
@@ -204,7 +202,7 @@ fn split_words(text: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-fn run_script(implementation: Impl, steps: &[Step]) -> Vec<Record> {
+fn run_script(implementation: Server, steps: &[Step]) -> Vec<Record> {
     let cluster = Cluster::start(implementation, MEMBERS, Opts::default());
     cluster.wait_for_leader();
     cluster.ensure_leader(0);

@@ -11,13 +11,12 @@
 //! 1.1 GiB alike), so the size must be well past it for "under half the
 //! database" to say that no copy of the database was held.
 
-
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use ironcd_tests::{etcdctl, free_ports, Cluster, Server, Opts};
+use ironcd_tests::{etcdctl, free_ports, ironcd, Cluster, Opts};
 
 const DEFAULT_MIB: usize = 2048;
 const VALUE_BYTES: usize = 1 << 20;

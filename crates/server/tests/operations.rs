@@ -3,15 +3,13 @@
 //! the NOSPACE alarm from `--quota-backend-bytes`; periodic
 //! auto-compaction; the HTTP endpoints beside gRPC.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{etcdctl, free_ports, Cluster, Impl, Opts};
+use ironcd_tests::{etcdctl, free_ports, ironcd, Cluster, Opts, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -72,7 +70,7 @@ fn a_member_joins_a_running_cluster_and_is_promoted() {
     // Snapshots every 5 entries: the log before the 20 puts is gone, so the
     // new member can only catch up from a snapshot, whose data (snapshots
     // hold raft metadata only) is the leader's backend at send time.
-    let cluster = Cluster::start(Impl::Ironcd, 3, Opts::with_args(&["--snapshot-count=5"]));
+    let cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&["--snapshot-count=5"]));
     cluster.wait_for_leader();
     let eps: Vec<String> = (0..3).map(|i| cluster.host_port(i)).collect();
     for i in 0..20 {
@@ -180,7 +178,7 @@ fn a_member_joins_a_running_cluster_and_is_promoted() {
 #[test]
 fn exceeding_the_quota_raises_nospace_until_disarmed() {
     let cluster = Cluster::start(
-        Impl::Ironcd,
+        ironcd!(),
         1,
         Opts::with_args(&["--quota-backend-bytes=1048576"]),
     );
@@ -211,7 +209,7 @@ fn exceeding_the_quota_raises_nospace_until_disarmed() {
 #[test]
 fn periodic_auto_compaction_compacts_history() {
     let cluster = Cluster::start(
-        Impl::Ironcd,
+        ironcd!(),
         1,
         Opts::with_args(&[
             "--auto-compaction-mode=periodic",
@@ -250,7 +248,7 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn health_version_and_metrics_share_the_client_port() {
-    let cluster = Cluster::start(Impl::Ironcd, 1, Opts::default());
+    let cluster = Cluster::start(ironcd!(), 1, Opts::default());
     let port = cluster.client_port(0);
     ok(etcdctl(&[cluster.host_port(0)], &["put", "k", "v"]));
     let health = http_get(port, "/health");
@@ -276,7 +274,12 @@ fn health_version_and_metrics_share_the_client_port() {
 
 /// Member and cluster ids of a single member started with the given flags,
 /// as `member list` reports them.
-fn ids_for(implementation: Impl, dir: &std::path::Path, ports: &[u16], token: &str) -> (u64, u64) {
+fn ids_for(
+    implementation: Server,
+    dir: &std::path::Path,
+    ports: &[u16],
+    token: &str,
+) -> (u64, u64) {
     let client = format!("http://127.0.0.1:{}", ports[0]);
     let peer = format!("http://127.0.0.1:{}", ports[1]);
     let data_dir = dir.join(implementation.name());
@@ -312,8 +315,8 @@ fn member_and_cluster_ids_are_etcds_for_the_same_flags() {
     let dir = tempfile::tempdir().unwrap();
     let ports = free_ports(2);
     let token = "ids-token";
-    let etcd = ids_for(Impl::Etcd, dir.path(), &ports, token);
-    let ironcd = ids_for(Impl::Ironcd, dir.path(), &ports, token);
+    let etcd = ids_for(Server::etcd(), dir.path(), &ports, token);
+    let ironcd = ids_for(ironcd!(), dir.path(), &ports, token);
     assert_eq!(
         format!("{:x}/{:x}", ironcd.0, ironcd.1),
         format!("{:x}/{:x}", etcd.0, etcd.1),

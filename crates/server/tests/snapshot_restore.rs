@@ -2,13 +2,11 @@
 //! into a new data directory, and a new one-member cluster started on it
 //! serves the same keys at the same revisions.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{etcdctl, free_ports, run_bounded, Cluster, Impl, Opts};
+use ironcd_tests::{etcdctl, free_ports, ironcd, run_bounded, Cluster, Opts};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -34,7 +32,7 @@ impl Drop for Member {
 
 #[test]
 fn a_saved_snapshot_restores_into_a_new_cluster() {
-    let cluster = Cluster::start(Impl::Ironcd, 1, Opts::default());
+    let cluster = Cluster::start(ironcd!(), 1, Opts::default());
     let source = [cluster.host_port(0)];
     for i in 0..50 {
         stdout(&etcdctl(

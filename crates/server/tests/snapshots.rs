@@ -3,15 +3,13 @@
 //! backend streamed to them; a member killed at every step of installing
 //! one comes back with one complete database.
 
-mod support;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use support::{etcdctl, Cluster, Impl, Opts};
+use ironcd_tests::{etcdctl, ironcd, Cluster, Opts};
 
 const WAIT: Duration = Duration::from_secs(180);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -134,7 +132,7 @@ fn put_many(rt: &tokio::runtime::Runtime, endpoints: &[String], prefix: &str, n:
 #[test]
 fn a_member_killed_at_every_step_of_a_snapshot_install_comes_back_whole() {
     let rt = runtime();
-    let mut cluster = Cluster::start(Impl::Ironcd, 3, Opts::with_args(&SNAPSHOT_ARGS));
+    let mut cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&SNAPSHOT_ARGS));
     let leader = cluster.wait_for_leader();
     let follower = (leader + 1) % 3;
     let others: Vec<String> = (0..3)

@@ -1,11 +1,10 @@
 //! Servers for ironcd-bench's own tests: ironcd in this process (the KV
-//! workloads), etcd 3.4 as a process (the Watch and Lease workloads, until
-//! ironcd serves them). Every wait is bounded.
+//! workloads), etcd 3.4 as a process through the workspace's harness,
+//! `ironcd_tests` (the Watch and Lease workloads, until ironcd serves them).
+//! Every wait is bounded.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -16,12 +15,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Two free loopback ports (client, peer).
 pub fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
+    let ports = ironcd_tests::free_ports(2);
+    (ports[0], ports[1])
 }
 
 /// etcd's flags for a one-member cluster on these ports (ironcd takes the same).
@@ -108,44 +103,26 @@ impl Ironcd {
     }
 }
 
-/// etcd 3.4 (Debian's `etcd-server`) as a process; killed on drop.
+/// etcd 3.4 (Debian's `etcd-server`) as a one-member harness cluster with
+/// etcd's own defaults; killed on drop.
 pub struct Etcd {
     pub endpoint: String,
-    child: Child,
-    _dir: tempfile::TempDir,
+    _cluster: ironcd_tests::Cluster,
 }
 
 impl Etcd {
     pub async fn start() -> Etcd {
-        const ETCD: &str = "/usr/bin/etcd";
-        assert!(
-            Path::new(ETCD).exists(),
-            "{ETCD} is not installed: apt-get install etcd-server (`make test` installs it)"
+        let cluster = ironcd_tests::Cluster::start(
+            ironcd_tests::Server::etcd(),
+            1,
+            ironcd_tests::Opts::server_defaults(),
         );
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client, peer) = free_ports();
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log file");
-        let child = Command::new(ETCD)
-            .args(member_flags(dir.path(), client, peer))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn etcd");
-        let etcd = Etcd {
-            endpoint: format!("127.0.0.1:{client}"),
-            child,
-            _dir: dir,
-        };
-        wait_serving(&etcd.endpoint, "etcd").await;
-        etcd
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let endpoint = cluster.host_port(0);
+        wait_serving(&endpoint, "etcd").await;
+        Etcd {
+            endpoint,
+            _cluster: cluster,
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Cluster, Implementation};
+use ironcd_tests::Impl;
+
+use crate::cluster::Cluster;
 use crate::load::{self, BenchCommand, RunOutcome};
 use crate::report::{Cell, Target, Unit};
 use crate::system;
@@ -98,7 +100,7 @@ pub struct Footprint {
 }
 
 /// Fills a fresh single member of `implementation` and measures it.
-pub fn measure(context: &Context, implementation: Implementation, keys: u64) -> Footprint {
+pub fn measure(context: &Context, implementation: Impl, keys: u64) -> Footprint {
     let mut footprint = Footprint {
         cells: Vec::new(),
         notes: Vec::new(),

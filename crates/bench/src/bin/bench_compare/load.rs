@@ -123,7 +123,8 @@ fn run_inner(
         .stdin(Stdio::null())
         .stdout(File::create(&stdout_path).context("create the stdout file")?)
         .stderr(File::create(&stderr_path).context("create the stderr file")?);
-    system::scrub_etcd_env(&mut process);
+    // The load generator must not pick up the caller's `ETCD*` settings.
+    ironcd_tests::process::scrub_env(&mut process);
     let mut child = process
         .spawn()
         .with_context(|| format!("spawn {}", bench_binary.display()))?;

@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
+use ironcd_tests::Impl;
 
-use crate::cluster::{Cluster, Implementation};
+use crate::cluster::Cluster;
 use crate::load::RunOutcome;
 use crate::probe::Probe;
 use crate::report::{Cell, Line};
@@ -131,10 +132,10 @@ impl Binaries {
     }
 
     /// The server binary of `implementation`.
-    pub fn server(&self, implementation: Implementation) -> &Path {
+    pub fn server(&self, implementation: Impl) -> &Path {
         match implementation {
-            Implementation::Etcd => &self.etcd,
-            Implementation::Ironcd => &self.ironcd,
+            Impl::Etcd => &self.etcd,
+            Impl::Ironcd => &self.ironcd,
         }
     }
 }
@@ -227,9 +228,9 @@ fn run(args: &Args) -> Result<usize> {
 /// Both implementations on one row (in the row's order), then its lines.
 fn run_row(context: &Context, row: &Row, index: usize, secs: u64, results: &mut Results) {
     let order = if index.is_multiple_of(2) {
-        [Implementation::Etcd, Implementation::Ironcd]
+        [Impl::Etcd, Impl::Ironcd]
     } else {
-        [Implementation::Ironcd, Implementation::Etcd]
+        [Impl::Ironcd, Impl::Etcd]
     };
     let mut etcd = None;
     let mut ironcd = None;
@@ -242,8 +243,8 @@ fn run_row(context: &Context, row: &Row, index: usize, secs: u64, results: &mut 
         );
         note_outcome(row, implementation, &outcome, results);
         match implementation {
-            Implementation::Etcd => etcd = Some(outcome),
-            Implementation::Ironcd => ironcd = Some(outcome),
+            Impl::Etcd => etcd = Some(outcome),
+            Impl::Ironcd => ironcd = Some(outcome),
         }
     }
     let (Some(etcd), Some(ironcd)) = (etcd, ironcd) else {
@@ -275,7 +276,7 @@ fn run_row(context: &Context, row: &Row, index: usize, secs: u64, results: &mut 
 fn run_once(
     context: &Context,
     row: &Row,
-    implementation: Implementation,
+    implementation: Impl,
     secs: u64,
     results: &mut Results,
 ) -> RunOutcome {
@@ -343,12 +344,7 @@ fn describe_outcome(row: &Row, outcome: &RunOutcome) -> String {
 }
 
 /// A note under the table for a failed run or a run with errors.
-fn note_outcome(
-    row: &Row,
-    implementation: Implementation,
-    outcome: &RunOutcome,
-    results: &mut Results,
-) {
+fn note_outcome(row: &Row, implementation: Impl, outcome: &RunOutcome, results: &mut Results) {
     let what = format!(
         "{}, {}, {}",
         row.shape.label(),
@@ -368,9 +364,9 @@ fn note_outcome(
 
 /// The resource rows: etcd, then ironcd.
 fn run_footprint(context: &Context, keys: u64, results: &mut Results) {
-    let etcd = footprint::measure(context, Implementation::Etcd, keys);
+    let etcd = footprint::measure(context, Impl::Etcd, keys);
     progress!("bench-compare:   etcd: {}", footprint_progress(&etcd));
-    let ironcd = footprint::measure(context, Implementation::Ironcd, keys);
+    let ironcd = footprint::measure(context, Impl::Ironcd, keys);
     progress!("bench-compare:   ironcd: {}", footprint_progress(&ironcd));
     if etcd.failed || ironcd.failed {
         results.failed_rows += 1;

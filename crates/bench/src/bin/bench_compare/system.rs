@@ -1,6 +1,7 @@
-//! The operating system's side: signals and bounded waits on child
-//! processes, `/proc` figures, `du`-like sizes, and the facts about the
-//! machine the report states.
+//! The operating system's side of the measurements: bounded waits on the
+//! load generator and helper commands, `/proc` figures, `du`-like sizes, and
+//! the facts about the machine the report states. (Starting and stopping
+//! servers is the harness's, `ironcd_tests`.)
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -15,32 +16,10 @@ use anyhow::{anyhow, bail, Context, Result};
 
 /// How often a child process is polled while waiting for it.
 const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// Bound on the small helper commands (`kill`, `date`, `uname`, `--version`).
+/// Bound on the small helper commands (`date`, `uname`, `stat`, `--version`).
 const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The unit `du` and `stat` count blocks in, whatever the file system's.
 const BLOCK_BYTES: u64 = 512;
-
-/// Servers and the load generator must not pick up the caller's `ETCD_*`
-/// settings (both servers read every flag from the environment too).
-pub fn scrub_etcd_env(command: &mut Command) {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ETCD") {
-            command.env_remove(key);
-        }
-    }
-}
-
-/// Sends SIGTERM to `pid` through the `kill` command (no `unsafe` here).
-pub fn signal_term(pid: u32) -> Result<()> {
-    let output = run_bounded(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
-    if !output.status.success() {
-        bail!(
-            "kill -TERM {pid}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
 
 /// Polls `child` until it exits (its status) or `deadline` passes (`None`).
 pub fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {

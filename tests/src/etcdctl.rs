@@ -1,0 +1,30 @@
+//! etcdctl 3.4 (API v3), every run bounded.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::process::{require_installed, run_bounded, scrub_env};
+
+/// etcdctl 3.4, from Debian's `etcd-client` package.
+pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+/// The bound on one etcdctl invocation (its own timeouts are shorter).
+pub const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs etcdctl (API v3) against `endpoints`.
+pub fn etcdctl(endpoints: &[String], args: &[&str]) -> Output {
+    etcdctl_with_stdin(endpoints, args, None)
+}
+
+/// Runs etcdctl with `stdin` as its standard input (e.g. for `txn`).
+pub fn etcdctl_with_stdin(endpoints: &[String], args: &[&str], stdin: Option<&str>) -> Output {
+    require_installed(ETCDCTL_BIN);
+    let mut command = Command::new(ETCDCTL_BIN);
+    scrub_env(&mut command);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints.join(",")))
+        .arg("--dial-timeout=5s")
+        .arg("--command-timeout=15s")
+        .args(args);
+    run_bounded(&mut command, stdin, ETCDCTL_TIMEOUT)
+}
