@@ -12,6 +12,7 @@
 //! - [`cluster`]: [`Server`], [`Opts`] and [`Cluster`] (start, kill,
 //!   terminate, restart, spawn with extra environment, wait for exit).
 //! - [`etcdctl`]: etcdctl 3.4 runs, bounded.
+//! - [`join`]: a member that joins a running cluster ([`Cluster::join`]).
 //! - [`status`]: `endpoint status` parsed into [`MemberStatus`]; leaders.
 //!
 //! Every wait is bounded; a member that dies or never serves is an
@@ -29,12 +30,14 @@
 
 pub mod cluster;
 pub mod etcdctl;
+pub mod join;
 pub mod ports;
 pub mod process;
 pub mod status;
 
 pub use cluster::{Cluster, Impl, Opts, Server, EXIT_TIMEOUT, READY_LINE, READY_TIMEOUT};
 pub use etcdctl::{etcdctl, etcdctl_with_stdin, ETCDCTL_BIN, ETCDCTL_TIMEOUT};
+pub use join::Joiner;
 pub use ports::{free_ports, unique_token};
 pub use process::{require_installed, run_bounded, wait_bounded};
 pub use status::{MemberStatus, LEADER_TIMEOUT};

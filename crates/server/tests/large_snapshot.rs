@@ -11,12 +11,11 @@
 //! 1.1 GiB alike), so the size must be well past it for "under half the
 //! database" to say that no copy of the database was held.
 
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
-use ironcd_tests::{etcdctl, free_ports, ironcd, Cluster, Opts};
+use ironcd_tests::{ironcd, Cluster, Opts};
 
 const DEFAULT_MIB: usize = 2048;
 const VALUE_BYTES: usize = 1 << 20;
@@ -123,65 +122,6 @@ fn peak_rss_bytes(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// Kills a member started outside the harness when the test ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Adds a learner `m4` through member add and starts it; it joins with
-/// `--initial-cluster-state existing`.
-fn join_learner(cluster: &Cluster, args: &[&str]) -> (Process, String) {
-    let eps: Vec<String> = (0..3).map(|i| cluster.host_port(i)).collect();
-    let ports = free_ports(2);
-    let client = format!("http://127.0.0.1:{}", ports[0]);
-    let peer = format!("http://127.0.0.1:{}", ports[1]);
-    let added = etcdctl(
-        &eps,
-        &[
-            "member",
-            "add",
-            "m4",
-            "--learner",
-            &format!("--peer-urls={peer}"),
-        ],
-    );
-    assert!(added.status.success(), "member add: {added:?}");
-    let mut initial: Vec<String> = (0..3)
-        .map(|i| {
-            format!(
-                "{}=http://127.0.0.1:{}",
-                cluster.name(i),
-                cluster.peer_port(i)
-            )
-        })
-        .collect();
-    initial.push(format!("m4={peer}"));
-    let log = std::fs::File::create(cluster.dir().join("m4.log")).expect("m4's log");
-    let child = Command::new(env!("CARGO_BIN_EXE_ironcd"))
-        .args([
-            "--name=m4".to_string(),
-            format!("--data-dir={}", cluster.dir().join("m4.data").display()),
-            format!("--listen-client-urls={client}"),
-            format!("--advertise-client-urls={client}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster={}", initial.join(",")),
-            "--initial-cluster-state=existing".to_string(),
-            "--election-timeout=2000".to_string(),
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start m4");
-    (Process(child), client)
-}
-
 #[test]
 fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
     let mib = size_mib();
@@ -220,18 +160,17 @@ fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
         "the follower caught up without a snapshot:\n{log}"
     );
 
-    let (mut m4, m4_endpoint) = join_learner(&cluster, &args);
-    let m4_log_path = cluster.dir().join("m4.log");
+    let mut m4 = cluster.join("m4", true, &args);
+    let m4_endpoint = m4.client_url.clone();
     let started = Instant::now();
     wait_for(&cluster, "the new member to catch up", || {
-        if let Ok(Some(status)) = m4.0.try_wait() {
-            let log = std::fs::read_to_string(&m4_log_path).unwrap_or_default();
-            panic!("the new member exited ({status}):\n{log}");
+        if let Some(status) = m4.exited() {
+            panic!("the new member exited ({status}):\n{}", m4.log_tail(40));
         }
         local_view(&rt, &m4_endpoint) == Some(want)
     });
     eprintln!("the new member caught up in {:?}", started.elapsed());
-    let m4_log = std::fs::read_to_string(cluster.dir().join("m4.log")).expect("m4's log");
+    let m4_log = std::fs::read_to_string(&m4.log_path).expect("m4's log");
     assert!(
         m4_log.contains("restored the backend from a snapshot"),
         "m4 caught up without a snapshot"
@@ -243,7 +182,7 @@ fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
             "partitioned follower",
             peak_rss_bytes(cluster.pid(follower)),
         ),
-        ("joined member", peak_rss_bytes(m4.0.id())),
+        ("joined member", peak_rss_bytes(m4.pid())),
     ];
     for (who, peak) in peaks {
         eprintln!(

@@ -76,54 +76,13 @@ fn a_member_joins_a_running_cluster_and_is_promoted() {
     for i in 0..20 {
         ok(etcdctl(&eps, &["put", &format!("before/{i}"), "x"]));
     }
-    let ports = free_ports(2);
-    let (client, peer) = (
-        format!("http://127.0.0.1:{}", ports[0]),
-        format!("http://127.0.0.1:{}", ports[1]),
-    );
-    let added = ok(etcdctl(
-        &eps,
-        &[
-            "member",
-            "add",
-            "m4",
-            "--learner",
-            &format!("--peer-urls={peer}"),
-        ],
-    ));
+    let m4_member = cluster.join("m4", true, &[]);
+    let added = &m4_member.member_add_output;
     assert!(
         added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
         "{added}"
     );
-    let mut initial: Vec<String> = (0..3)
-        .map(|i| {
-            format!(
-                "{}=http://127.0.0.1:{}",
-                cluster.name(i),
-                cluster.peer_port(i)
-            )
-        })
-        .collect();
-    initial.push(format!("m4={peer}"));
-    let log = std::fs::File::create(cluster.dir().join("m4.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_ironcd"))
-        .args([
-            "--name=m4".to_string(),
-            format!("--data-dir={}", cluster.dir().join("m4.data").display()),
-            format!("--listen-client-urls={client}"),
-            format!("--advertise-client-urls={client}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster={}", initial.join(",")),
-            "--initial-cluster-state=existing".to_string(),
-            "--election-timeout=2000".to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _m4 = Process(child);
-    let m4 = [format!("127.0.0.1:{}", ports[0])];
+    let m4 = [m4_member.host_port.clone()];
     // The learner catches up (by snapshot: it starts with an empty log).
     let m4_log = cluster.dir().join("m4.log");
     let keep = LogOnFailure(m4_log);
