@@ -352,7 +352,10 @@ impl<E: Engine> Backend for BufferedBackend<E> {
         let len = crate::snapshot::stream_len(&view)?;
         announce(len)?;
         let written = crate::snapshot::write_stream(&view, out)?;
-        assert_eq!(written, len, "a point-in-time view changed between two passes");
+        assert_eq!(
+            written, len,
+            "a point-in-time view changed between two passes"
+        );
         Ok(written)
     }
 

@@ -256,7 +256,10 @@ mod tests {
             u64::from(n)
         );
         for i in 0..n {
-            let got = restored.read_tx().get(Bucket::KEY, &i.to_be_bytes()).unwrap();
+            let got = restored
+                .read_tx()
+                .get(Bucket::KEY, &i.to_be_bytes())
+                .unwrap();
             assert_eq!(got.as_deref(), Some(&value(i)[..]), "key {i}");
         }
     }

@@ -374,7 +374,10 @@ mod tests {
         assert_eq!(members.len(), 2);
         assert_eq!(members[0].peer_urls, ["http://h:1", "http://h:2"]);
         // What a listener binds.
-        assert_eq!(listen_authority("http://127.0.0.1:2379").unwrap(), "127.0.0.1:2379");
+        assert_eq!(
+            listen_authority("http://127.0.0.1:2379").unwrap(),
+            "127.0.0.1:2379"
+        );
         assert_eq!(listen_authority("http://[::1]:2379").unwrap(), "[::1]:2379");
         assert!(listen_authority("https://127.0.0.1:2379").is_err());
         assert!(listen_authority("http://127.0.0.1").is_err());
