@@ -576,13 +576,23 @@ async fn send_snapshot(
     });
     let call = client.snapshot(ReceiverStream::new(rx));
     let (called, produced) = tokio::join!(call, producer);
-    let produced = produced.map_err(|e| format!("snapshot source for {index}: {e}"))?;
-    // A failed source ends the stream without its last chunk, so the peer
-    // refuses it; report the source's reason rather than the peer's.
-    let bytes = produced.map_err(|e| format!("snapshot source for {index}: {e}"))?;
-    called.map_err(|status| format!("snapshot at {index} to {peer:x}: {status}"))?;
-    tracing::info!(peer, index, bytes, "sent snapshot");
-    Ok(())
+    let produced = produced
+        .map_err(|e| e.to_string())
+        .and_then(|written| written);
+    // Either side's failure ends the other: a failed source ends the stream
+    // without its last chunk (the peer refuses it), a peer that refuses
+    // closes the stream under the source. Name both reasons.
+    match (called, produced) {
+        (Ok(_), Ok(bytes)) => {
+            tracing::info!(peer, index, bytes, "sent snapshot");
+            Ok(())
+        }
+        (Err(status), Ok(_)) => Err(format!("snapshot at {index} to {peer:x}: {status}")),
+        (Ok(_), Err(source)) => Err(format!("snapshot source for {index}: {source}")),
+        (Err(status), Err(source)) => Err(format!(
+            "snapshot at {index} to {peer:x}: {status} (snapshot source: {source})"
+        )),
+    }
 }
 
 type Producer = Box<dyn FnOnce(&mut dyn std::io::Write) -> std::result::Result<(), String> + Send>;
