@@ -3,13 +3,15 @@
 //! the killed member rejoins from its own data directory. Each phase waits
 //! for its event (a count of acknowledged writes, a new leader), bounded.
 
+mod client;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::GetOptions;
 use ironcd_tests::{ironcd, Cluster, Opts};
 
 const WRITERS: usize = 8;
@@ -32,23 +34,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 const WRITES_AWAITED: usize = WRITES_BEFORE_KILL + WRITES_AFTER_FAILOVER;
 const _: () = assert!(WRITES_AWAITED < WRITERS * MAX_WRITES_PER_WRITER);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-async fn connect(endpoints: &[String]) -> Client {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(REQUEST_TIMEOUT);
-    Client::connect(endpoints, Some(options))
-        .await
-        .expect("connect (lazy) to the cluster")
-}
-
 /// Writes `w/<writer>/<n>` = `n` until `stop`, counting each acknowledged
 /// write in `acks`; returns what was acknowledged (key → value). A failed
 /// write is retried under a new key, so an unacknowledged one may or may not
@@ -59,7 +44,7 @@ async fn writer(
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicUsize>,
 ) -> BTreeMap<String, String> {
-    let mut client = connect(&endpoints).await;
+    let mut client = client::connect(&endpoints, REQUEST_TIMEOUT).await;
     let mut acked = BTreeMap::new();
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) && acked.len() < MAX_WRITES_PER_WRITER {
@@ -99,7 +84,8 @@ fn read_all(rt: &tokio::runtime::Runtime, endpoint: String) -> BTreeMap<String, 
     rt.block_on(async move {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let mut client = connect(std::slice::from_ref(&endpoint)).await;
+            let mut client =
+                client::connect(std::slice::from_ref(&endpoint), REQUEST_TIMEOUT).await;
             match client
                 .get("w/", Some(GetOptions::new().with_prefix()))
                 .await
@@ -151,7 +137,7 @@ fn sigkill_the_leader_under_write_load_loses_nothing() {
     let mut cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&["--snapshot-count=2000"]));
     let leader = cluster.wait_for_leader();
     let endpoints = cluster.endpoints();
-    let rt = runtime();
+    let rt = client::runtime();
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)

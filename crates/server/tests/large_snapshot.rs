@@ -11,10 +11,12 @@
 //! 1.1 GiB alike), so the size must be well past it for "under half the
 //! database" to say that no copy of the database was held.
 
+mod client;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::GetOptions;
 use ironcd_tests::{ironcd, Cluster, Opts};
 
 const DEFAULT_MIB: usize = 2048;
@@ -22,29 +24,14 @@ const VALUE_BYTES: usize = 1 << 20;
 const WRITERS: usize = 4;
 const WAIT: Duration = Duration::from_secs(600);
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// What a member logs once it has restored its backend from a snapshot.
+const RESTORED_LINE: &str = "restored the backend from a snapshot";
 
 fn size_mib() -> usize {
     match std::env::var("IRONCD_LARGE_SNAPSHOT_MIB") {
         Ok(v) => v.parse().expect("IRONCD_LARGE_SNAPSHOT_MIB is a number"),
         Err(_) => DEFAULT_MIB,
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-async fn connect(endpoints: &[String]) -> Client {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(60));
-    Client::connect(endpoints, Some(options))
-        .await
-        .expect("connect (lazy) to the cluster")
 }
 
 /// An incompressible value for key `n` (xorshift64*, seeded by `n`).
@@ -71,7 +58,7 @@ fn fill(rt: &tokio::runtime::Runtime, endpoints: &[String], count: usize) {
         for w in 0..WRITERS {
             let endpoints = endpoints.to_vec();
             writers.push(tokio::spawn(async move {
-                let mut client = connect(&endpoints).await;
+                let mut client = client::connect(&endpoints, Duration::from_secs(60)).await;
                 for n in (w..count).step_by(WRITERS) {
                     client
                         .put(key(n), value(n), None)
@@ -89,7 +76,7 @@ fn fill(rt: &tokio::runtime::Runtime, endpoints: &[String], count: usize) {
 /// Keys under `big/` and the revision, as `endpoint` serves them locally.
 fn local_view(rt: &tokio::runtime::Runtime, endpoint: &str) -> Option<(i64, i64)> {
     rt.block_on(async {
-        let mut client = connect(&[endpoint.to_string()]).await;
+        let mut client = client::connect(&[endpoint.to_string()], Duration::from_secs(60)).await;
         let options = GetOptions::new()
             .with_prefix()
             .with_count_only()
@@ -131,7 +118,7 @@ fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
         "--experimental-snapshot-catchup-entries=5",
         "--quota-backend-bytes=8589934592",
     ];
-    let rt = runtime();
+    let rt = client::runtime();
     let cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&args));
     let leader = cluster.wait_for_leader();
     let follower = (leader + 1) % 3;
@@ -154,11 +141,11 @@ fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
         local_view(&rt, &cluster.endpoint(follower)) == Some(want)
     });
     eprintln!("the follower caught up in {:?}", started.elapsed());
-    let log = cluster.log_tail(follower, 400);
-    assert!(
-        log.contains("restored the backend from a snapshot"),
-        "the follower caught up without a snapshot:\n{log}"
-    );
+    // The restore is logged once it is done, which may be just after its
+    // data is served: wait for the line rather than read the log once.
+    wait_for(&cluster, "the follower's log to show the restore", || {
+        cluster.log_tail(follower, 400).contains(RESTORED_LINE)
+    });
 
     let mut m4 = cluster.join("m4", true, &args);
     let m4_endpoint = m4.client_url.clone();
@@ -170,11 +157,9 @@ fn a_database_of_gigabytes_replicates_by_snapshot_in_bounded_memory() {
         local_view(&rt, &m4_endpoint) == Some(want)
     });
     eprintln!("the new member caught up in {:?}", started.elapsed());
-    let m4_log = std::fs::read_to_string(&m4.log_path).expect("m4's log");
-    assert!(
-        m4_log.contains("restored the backend from a snapshot"),
-        "m4 caught up without a snapshot"
-    );
+    wait_for(&cluster, "the new member's log to show the restore", || {
+        m4.log_tail(400).contains(RESTORED_LINE)
+    });
 
     let peaks = [
         ("leader", peak_rss_bytes(cluster.pid(leader))),

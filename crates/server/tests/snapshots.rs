@@ -3,12 +3,14 @@
 //! backend streamed to them; a member killed at every step of installing
 //! one comes back with one complete database.
 
+mod client;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::GetOptions;
 use ironcd_tests::{etcdctl, ironcd, Cluster, Opts};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -19,23 +21,6 @@ const SNAPSHOT_ARGS: [&str; 2] = [
     "--snapshot-count=20",
     "--experimental-snapshot-catchup-entries=5",
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-async fn connect(endpoints: &[String]) -> Client {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(Duration::from_secs(30));
-    Client::connect(endpoints, Some(options))
-        .await
-        .expect("connect (lazy) to the cluster")
-}
 
 /// Polls `f` until it returns `Some`, failing after [`WAIT`] with `what`
 /// and the cluster's logs.
@@ -63,7 +48,7 @@ fn local_view(
     prefix: &str,
 ) -> Option<(i64, i64)> {
     rt.block_on(async {
-        let mut client = connect(&[cluster.endpoint(i)]).await;
+        let mut client = client::connect(&[cluster.endpoint(i)], Duration::from_secs(30)).await;
         let options = GetOptions::new()
             .with_prefix()
             .with_count_only()
@@ -119,7 +104,7 @@ fn assert_no_restore_leftovers(data_dir: &Path) {
 
 fn put_many(rt: &tokio::runtime::Runtime, endpoints: &[String], prefix: &str, n: usize) {
     rt.block_on(async {
-        let mut client = connect(endpoints).await;
+        let mut client = client::connect(endpoints, Duration::from_secs(30)).await;
         for k in 0..n {
             client
                 .put(format!("{prefix}{k:04}"), format!("v{k}"), None)
@@ -131,7 +116,7 @@ fn put_many(rt: &tokio::runtime::Runtime, endpoints: &[String], prefix: &str, n:
 
 #[test]
 fn a_member_killed_at_every_step_of_a_snapshot_install_comes_back_whole() {
-    let rt = runtime();
+    let rt = client::runtime();
     let mut cluster = Cluster::start(ironcd!(), 3, Opts::with_args(&SNAPSHOT_ARGS));
     let leader = cluster.wait_for_leader();
     let follower = (leader + 1) % 3;
