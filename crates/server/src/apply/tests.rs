@@ -99,11 +99,7 @@ fn put_entry(index: u64, key: &str, value: &str) -> Committed {
         }),
         ..Default::default()
     };
-    Committed {
-        index,
-        term: 2,
-        kind: CommittedKind::Normal(req.encode_to_vec()),
-    }
+    entry_of(index, req)
 }
 
 fn entry_of(index: u64, req: InternalRaftRequest) -> Committed {
