@@ -250,7 +250,12 @@ impl ClusterApi for EtcdServer {
         r: MemberPromoteRequest,
     ) -> ApiResult<MemberPromoteResponse> {
         match self.promote_on_leader(r.id).await {
-            Err(EtcdError::NotLeader) => self.forward_promote(r).await?,
+            Err(EtcdError::NotLeader) => {
+                self.forward_promote(r).await?;
+                // The leader answered once it applied the change; wait
+                // until this member has too, so the list below shows it.
+                self.linearize().await?;
+            }
             other => other?,
         }
         Ok(MemberPromoteResponse {
