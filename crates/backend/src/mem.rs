@@ -13,10 +13,13 @@ use crate::{BackendConfig, Bucket, BufferedBackend, Result, TxBuffer, ValueReade
 
 type Maps = [BTreeMap<SmallKey, Vec<u8>>; Bucket::COUNT];
 
-/// Buckets as ordered maps; a view shares them copy-on-write.
-#[derive(Default)]
+/// Buckets as ordered maps; a view shares them copy-on-write. Clones share
+/// the data: a backend opened over a clone, after the first is dropped,
+/// is a restart over the same disk (what was committed is there, what
+/// was only buffered is not).
+#[derive(Default, Clone)]
 pub struct MemEngine {
-    maps: RwLock<Arc<Maps>>,
+    maps: Arc<RwLock<Arc<Maps>>>,
 }
 
 /// The buffered backend over the in-memory engine.
@@ -27,6 +30,11 @@ impl MemBackend {
     pub fn open_in_memory(config: BackendConfig) -> MemBackend {
         BufferedBackend::new(MemEngine::default(), config)
             .expect("in-memory backend: invalid config or no committer thread")
+    }
+
+    /// A backend over `engine`'s data (see [`MemEngine`]).
+    pub fn over(engine: MemEngine, config: BackendConfig) -> Result<MemBackend> {
+        BufferedBackend::new(engine, config)
     }
 }
 

@@ -7,7 +7,7 @@
 //! binary users run; unarmed, a point costs one read of a value parsed
 //! once at the first call. Points: `restore_before_swap`,
 //! `restore_after_set_aside`, `restore_after_swap` (see
-//! `State::restore_from`).
+//! `RocksStorage::install`).
 
 use std::sync::OnceLock;
 

@@ -37,6 +37,7 @@ mod server;
 mod snapshot_file;
 pub mod start;
 mod state;
+mod storage;
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};

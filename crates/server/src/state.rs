@@ -3,7 +3,7 @@
 //! applied index, and the waits of proposals in flight.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,11 +18,8 @@ use prost::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{Error, Result};
-use crate::failpoint;
 use crate::members::Members;
-
-/// The store type the server runs.
-pub type KvStore = Store<RocksBackend>;
+use crate::storage::{RocksStorage, Storage};
 
 /// `meta` key of the index of the last applied raft entry.
 pub const CONSISTENT_INDEX_KEY: &[u8] = b"consistent_index";
@@ -90,11 +87,11 @@ impl AppliedAs for () {
     }
 }
 
-/// Shared state; see the module docs.
-pub struct State {
-    member_dir: PathBuf,
-    backend_config: BackendConfig,
-    store: RwLock<Option<KvStore>>,
+/// Shared state; see the module docs. `B` is the backend it runs on
+/// (RocksDB in the server, memory in the applier's unit tests).
+pub struct State<B: Backend = RocksBackend> {
+    storage: Box<dyn Storage<B>>,
+    store: RwLock<Option<Store<B>>>,
     /// Membership as of the applied index.
     pub members: RwLock<Members>,
     /// Raised alarms.
@@ -125,82 +122,18 @@ pub const REFUSED_RETAIN_ENTRIES: u64 = 1024;
 pub const DB_SIZE_REFRESH_MS: u64 = 250;
 
 /// Read access to the store; holds off a snapshot restore while alive.
-pub struct StoreGuard<'a>(RwLockReadGuard<'a, Option<KvStore>>);
+pub struct StoreGuard<'a, B: Backend = RocksBackend>(RwLockReadGuard<'a, Option<Store<B>>>);
 
-impl std::ops::Deref for StoreGuard<'_> {
-    type Target = KvStore;
-    fn deref(&self) -> &KvStore {
+impl<B: Backend> std::ops::Deref for StoreGuard<'_, B> {
+    type Target = Store<B>;
+    fn deref(&self) -> &Store<B> {
         self.0
             .as_ref()
             .expect("the store is only absent inside a restore")
     }
 }
 
-fn db_dir(member_dir: &Path) -> PathBuf {
-    member_dir.join("db")
-}
-
-fn restore_dir(member_dir: &Path) -> PathBuf {
-    member_dir.join("db.restore")
-}
-
-fn old_dir(member_dir: &Path) -> PathBuf {
-    member_dir.join("db.old")
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-/// Finishes or rolls back a restore a crash interrupted, by the names
-/// present (the order [`State::restore_from`] renames in):
-///
-/// | present                  | the crash came            | so                        |
-/// |--------------------------|---------------------------|---------------------------|
-/// | `db`, `db.restore`       | before the swap           | drop `db.restore`         |
-/// | `db.old`, `db.restore`   | between the two renames   | `db.restore` → `db`       |
-/// | `db`, `db.old`           | before `db.old` was gone  | drop `db.old`             |
-/// | `db.restore` alone       | before any `db` existed   | drop `db.restore`         |
-/// | `db.old` alone           | never, by this order      | refuse to start           |
-///
-/// `db.old` exists only once `db.restore` is complete and durable, so a
-/// `db.restore` beside it is whole; without `db.old` it may be partial.
-/// A dropped restore is redone: raft delivers the snapshot again, its data
-/// file still under `snap/`.
-fn settle_restore(member_dir: &Path) -> Result<()> {
-    let (db, restore, old) = (
-        db_dir(member_dir),
-        restore_dir(member_dir),
-        old_dir(member_dir),
-    );
-    match (db.exists(), restore.exists(), old.exists()) {
-        (false, true, true) => {
-            tracing::info!(dir = %member_dir.display(), "finishing a restore a crash interrupted");
-            std::fs::rename(&restore, &db)?;
-            sync_dir(member_dir)?;
-            std::fs::remove_dir_all(&old)?;
-        }
-        (false, false, true) => {
-            return Err(Error::Corrupt(format!(
-                "{} holds db.old but neither db nor db.restore",
-                member_dir.display()
-            )))
-        }
-        (_, restore_present, old_present) => {
-            if restore_present {
-                tracing::info!(dir = %member_dir.display(), "dropping an unfinished restore");
-                std::fs::remove_dir_all(&restore)?;
-            }
-            if old_present {
-                std::fs::remove_dir_all(&old)?;
-            }
-        }
-    }
-    sync_dir(member_dir)
-}
-
-fn read_u64(backend: &RocksBackend, key: &[u8]) -> Result<u64> {
+fn read_u64<B: Backend>(backend: &B, key: &[u8]) -> Result<u64> {
     match backend.read_tx().get(Bucket::META, key)? {
         None => Ok(0),
         Some(v) => Ok(u64::from_be_bytes(v.as_slice().try_into().map_err(
@@ -216,7 +149,7 @@ fn read_u64(backend: &RocksBackend, key: &[u8]) -> Result<u64> {
 }
 
 /// The raised alarms as the `alarm` bucket holds them.
-fn recover_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
+fn recover_alarms<B: Backend>(backend: &B) -> Result<BTreeSet<(u64, i32)>> {
     let mut out = BTreeSet::new();
     for (k, _) in backend.read_tx().range(Bucket::ALARM, &[], Some(&[]), 0)? {
         let a =
@@ -230,16 +163,16 @@ fn recover_alarms(backend: &RocksBackend) -> Result<BTreeSet<(u64, i32)>> {
 /// install both build it the same way, each component recovering itself
 /// from the backend (etcd's `kv.Restore`, `cluster.Recover`, the alarm
 /// store's restore; the lessor and auth store join here).
-struct Recovered {
+struct Recovered<B: Backend> {
     consistent_index: u64,
     term: u64,
     members: Members,
     alarms: BTreeSet<(u64, i32)>,
-    store: KvStore,
+    store: Store<B>,
 }
 
-impl Recovered {
-    fn from_backend(backend: RocksBackend) -> Result<Recovered> {
+impl<B: Backend> Recovered<B> {
+    fn from_backend(backend: B) -> Result<Recovered<B>> {
         Ok(Recovered {
             consistent_index: read_u64(&backend, CONSISTENT_INDEX_KEY)?,
             term: read_u64(&backend, TERM_KEY)?,
@@ -251,17 +184,21 @@ impl Recovered {
 }
 
 impl State {
-    /// Opens the backend and store under `member_dir`; returns the state and
-    /// the consistent index it is at.
+    /// Opens the backend and store under `member_dir` (RocksDB); returns
+    /// the state and the consistent index it is at.
     pub fn open(member_dir: &Path, backend_config: BackendConfig) -> Result<(Arc<State>, u64)> {
-        std::fs::create_dir_all(member_dir)?;
-        settle_restore(member_dir)?;
-        let backend = RocksBackend::open(db_dir(member_dir), backend_config.clone())?;
-        let recovered = Recovered::from_backend(backend)?;
+        State::with_storage(Box::new(RocksStorage::new(member_dir, backend_config)?))
+    }
+}
+
+impl<B: Backend> State<B> {
+    /// Opens the backend `storage` holds and the store over it; returns the
+    /// state and the consistent index it is at.
+    pub fn with_storage(storage: Box<dyn Storage<B>>) -> Result<(Arc<State<B>>, u64)> {
+        let recovered = Recovered::from_backend(storage.open()?)?;
         let consistent_index = recovered.consistent_index;
         let state = State {
-            member_dir: member_dir.to_path_buf(),
-            backend_config,
+            storage,
             store: RwLock::new(Some(recovered.store)),
             members: RwLock::new(recovered.members),
             alarms: RwLock::new(recovered.alarms),
@@ -289,7 +226,7 @@ impl State {
     }
 
     /// The store, for a read or a write.
-    pub fn store(&self) -> StoreGuard<'_> {
+    pub fn store(&self) -> StoreGuard<'_, B> {
         StoreGuard(self.store.read())
     }
 
@@ -348,40 +285,18 @@ impl State {
     /// leader's data, received under `snap/`), then reloads everything
     /// derived from it. Returns the new consistent index.
     ///
-    /// The stream is restored into `db.restore` and made durable; then
-    /// `db` → `db.old`, `db.restore` → `db`, `db.old` removed, the member
-    /// directory fsynced after each step. A crash at any point leaves one
-    /// complete database that the next start picks by the names present
-    /// (`settle_restore`).
+    /// The stream is restored into a staging backend and made durable
+    /// while reads go on; then the store is closed and the storage swaps
+    /// the staged backend in, so that a crash at any point leaves one
+    /// complete database for the next start ([`Storage::install`]).
     pub fn restore_from(&self, file: &Path) -> Result<u64> {
-        let (db, restore, old) = (
-            db_dir(&self.member_dir),
-            restore_dir(&self.member_dir),
-            old_dir(&self.member_dir),
-        );
-        if restore.exists() {
-            std::fs::remove_dir_all(&restore)?;
-        }
-        {
-            let fresh = RocksBackend::open(&restore, self.backend_config.clone())?;
-            let mut input = std::io::BufReader::new(std::fs::File::open(file)?);
-            // Force-committed (fsynced) before it returns.
-            ironcd_backend::restore_snapshot(&fresh, &mut input)?;
-        }
-        sync_dir(&self.member_dir)?;
-        failpoint::crash_point("restore_before_swap");
+        let fresh = self.storage.open_staging()?;
+        let mut input = std::io::BufReader::new(std::fs::File::open(file)?);
+        // Force-committed (fsynced) before it returns.
+        ironcd_backend::restore_snapshot(&fresh, &mut input)?;
         let mut slot = self.store.write();
         drop(slot.take());
-        std::fs::rename(&db, &old)?;
-        sync_dir(&self.member_dir)?;
-        failpoint::crash_point("restore_after_set_aside");
-        std::fs::rename(&restore, &db)?;
-        sync_dir(&self.member_dir)?;
-        failpoint::crash_point("restore_after_swap");
-        std::fs::remove_dir_all(&old)?;
-        sync_dir(&self.member_dir)?;
-        let recovered =
-            Recovered::from_backend(RocksBackend::open(&db, self.backend_config.clone())?)?;
+        let recovered = Recovered::from_backend(self.storage.install(fresh)?)?;
         self.term.fetch_max(recovered.term, Ordering::Relaxed);
         *self.members.write() = recovered.members;
         *self.alarms.write() = recovered.alarms;
@@ -403,7 +318,12 @@ pub fn write_consistent_index(tx: &mut impl BatchTx, index: u64, term: u64) {
 }
 
 /// Raises or clears an alarm in memory and in `tx`.
-pub fn set_alarm(state: &State, tx: &mut impl BatchTx, alarm: AlarmMember, raise: bool) {
+pub fn set_alarm<B: Backend>(
+    state: &State<B>,
+    tx: &mut impl BatchTx,
+    alarm: AlarmMember,
+    raise: bool,
+) {
     let key = alarm.encode_to_vec();
     let mut alarms = state.alarms.write();
     if raise {

@@ -126,11 +126,12 @@ fn a_member_joins_a_running_cluster_and_is_promoted() {
     // endpoints any member may answer: one that has not applied the
     // promotion yet still shows m4 as a learner, on etcd too.
     eventually("every member to list four voters", || {
-        (0..3).all(|i| {
-            let list = ok(etcdctl(&[cluster.host_port(i)], &["member", "list"]));
-            list.lines().filter(|l| l.ends_with(", false")).count() == 4
-        })
-        .then_some(())
+        (0..3)
+            .all(|i| {
+                let list = ok(etcdctl(&[cluster.host_port(i)], &["member", "list"]));
+                list.lines().filter(|l| l.ends_with(", false")).count() == 4
+            })
+            .then_some(())
     });
     // The new voter serves linearizable reads and writes.
     ok(etcdctl(&m4, &["put", "after", "y"]));

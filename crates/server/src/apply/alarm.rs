@@ -8,7 +8,7 @@ use ironcd_proto::etcdserverpb::{
 use super::{At, Domains};
 use crate::state::{set_alarm, write_consistent_index, Applied, Outcome};
 
-impl Domains<'_> {
+impl<B: Backend> Domains<'_, B> {
     pub(super) fn alarm(&self, at: At, a: &AlarmRequest) -> Outcome {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();

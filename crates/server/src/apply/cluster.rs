@@ -11,7 +11,7 @@ use prost::Message;
 use super::{At, Domains};
 use crate::state::{write_consistent_index, Applied, Outcome};
 
-impl Domains<'_> {
+impl<B: Backend> Domains<'_, B> {
     pub(super) fn member_attr_set(&self, at: At, attr: &ClusterMemberAttrSetRequest) -> Outcome {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();

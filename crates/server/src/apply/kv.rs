@@ -2,7 +2,7 @@
 //! each in one mvcc write txn whose backend batch also records the entry's
 //! index.
 
-use ironcd_backend::RocksBackend;
+use ironcd_backend::Backend;
 use ironcd_mvcc::TxnWrite;
 use ironcd_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, PutRequest, ResponseHeader,
@@ -19,14 +19,10 @@ fn no_leases(_: i64) -> bool {
     false
 }
 
-impl Domains<'_> {
+impl<B: Backend> Domains<'_, B> {
     /// Runs `f` in one mvcc write txn that also records the index; on an
     /// error nothing but the index is written.
-    fn write_kv(
-        &self,
-        at: At,
-        f: impl FnOnce(&mut TxnWrite<'_, RocksBackend>) -> Outcome,
-    ) -> Outcome {
+    fn write_kv(&self, at: At, f: impl FnOnce(&mut TxnWrite<'_, B>) -> Outcome) -> Outcome {
         let store = self.state.store();
         let mut txn = store.write();
         let outcome = f(&mut txn);

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ironcd_api::EtcdError;
-use ironcd_backend::Backend;
+use ironcd_backend::{Backend, RocksBackend};
 use ironcd_proto::etcdserverpb::{
     AlarmRequest, AlarmType, ClusterMemberAttrSetRequest, CompactionRequest, DeleteRangeRequest,
     InternalRaftRequest, MemberUpdateRequest, PutRequest, TxnRequest,
@@ -98,8 +98,10 @@ pub(crate) trait RequestApplier {
     fn member_update(&self, at: At, r: &MemberUpdateRequest) -> Outcome;
     /// An entry with no effect (or a refused one) still moves the index.
     fn mark_only(&self, at: At);
+    /// The backend the state runs on.
+    type B: Backend;
     /// The shared state, for checks that wrap the applier.
-    fn state(&self) -> &State;
+    fn state(&self) -> &State<Self::B>;
 }
 
 /// Applies `req` through `applier`: the one place that tells request kinds
@@ -130,12 +132,12 @@ pub(crate) fn dispatch(
 }
 
 /// The applier of the state's domains.
-pub(crate) struct Domains<'a> {
-    state: &'a State,
+pub(crate) struct Domains<'a, B: Backend> {
+    state: &'a State<B>,
     peers: &'a dyn PeerDirectory,
 }
 
-impl Domains<'_> {
+impl<B: Backend> Domains<'_, B> {
     fn mark_only(&self, at: At) {
         let store = self.state.store();
         let mut tx = store.backend().batch_tx();
@@ -143,7 +145,8 @@ impl Domains<'_> {
     }
 }
 
-impl RequestApplier for Domains<'_> {
+impl<B: Backend> RequestApplier for Domains<'_, B> {
+    type B = B;
     fn put(&self, at: At, r: &PutRequest) -> Outcome {
         Domains::put(self, at, r)
     }
@@ -168,7 +171,7 @@ impl RequestApplier for Domains<'_> {
     fn mark_only(&self, at: At) {
         Domains::mark_only(self, at)
     }
-    fn state(&self) -> &State {
+    fn state(&self) -> &State<B> {
         self.state
     }
 }
@@ -195,6 +198,7 @@ impl<A: RequestApplier> Quota<A> {
 }
 
 impl<A: RequestApplier> RequestApplier for Quota<A> {
+    type B = A::B;
     fn put(&self, at: At, r: &PutRequest) -> Outcome {
         if self.nospace() {
             return self.refuse(at);
@@ -225,15 +229,15 @@ impl<A: RequestApplier> RequestApplier for Quota<A> {
     fn mark_only(&self, at: At) {
         self.0.mark_only(at)
     }
-    fn state(&self) -> &State {
+    fn state(&self) -> &State<A::B> {
         self.0.state()
     }
 }
 
 /// Applies what raft delivers. Runs on a thread of its own.
-pub struct Applier<S = RaftNode, P = GrpcTransport> {
+pub struct Applier<S = RaftNode, P = GrpcTransport, B: Backend = RocksBackend> {
     /// Shared state.
-    pub state: Arc<State>,
+    pub state: Arc<State<B>>,
     /// Where snapshots are made (the raft member).
     pub node: S,
     /// The peer transport (peers come and go with membership).
@@ -242,7 +246,7 @@ pub struct Applier<S = RaftNode, P = GrpcTransport> {
     pub consistent_index: u64,
 }
 
-impl<S: SnapshotSink, P: PeerDirectory> Applier<S, P> {
+impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
     /// Runs until the raft member stops.
     pub fn run(mut self, mut stream: ApplyStream) {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -265,7 +269,7 @@ impl<S: SnapshotSink, P: PeerDirectory> Applier<S, P> {
         }
     }
 
-    fn domains(&self) -> Domains<'_> {
+    fn domains(&self) -> Domains<'_, B> {
         Domains {
             state: &self.state,
             peers: self.peers.as_ref(),

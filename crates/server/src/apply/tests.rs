@@ -1,9 +1,10 @@
-//! The applier fed committed entries in process, over a real backend in a
-//! temp dir, with raft and the peer transport replaced by recorders.
+//! The applier fed committed entries in process, over the in-memory
+//! backend (and the snapshot install over RocksDB too), with raft and the
+//! peer transport replaced by recorders.
 
 use std::sync::Arc;
 
-use ironcd_backend::{Backend, BackendConfig};
+use ironcd_backend::{Backend, BackendConfig, MemBackend, RocksBackend};
 use ironcd_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AlarmType, InternalRaftRequest, Member, PutRequest,
     RangeRequest, RequestHeader,
@@ -16,6 +17,7 @@ use prost::Message;
 
 use super::{Applier, PeerDirectory, SnapshotSink};
 use crate::state::{Applied, State};
+use crate::storage::{MemStorage, RocksStorage, Storage};
 
 #[derive(Default)]
 struct Sink {
@@ -64,15 +66,14 @@ impl PeerDirectory for Peers {
     }
 }
 
-struct Member0 {
-    _dir: tempfile::TempDir,
-    applier: Applier<Arc<Sink>, Peers>,
+struct Member0<B: Backend = MemBackend> {
+    applier: Applier<Arc<Sink>, Peers, B>,
     sink: Arc<Sink>,
 }
 
-fn open(dir: tempfile::TempDir) -> Member0 {
-    let (state, consistent_index) =
-        State::open(&dir.path().join("member"), BackendConfig::default()).unwrap();
+/// A member over `storage`; opening a clone of it again is a restart.
+fn open<B: Backend>(storage: impl Storage<B>) -> Member0<B> {
+    let (state, consistent_index) = State::with_storage(Box::new(storage)).unwrap();
     let sink = Arc::new(Sink::default());
     Member0 {
         applier: Applier {
@@ -82,8 +83,11 @@ fn open(dir: tempfile::TempDir) -> Member0 {
             consistent_index,
         },
         sink,
-        _dir: dir,
     }
+}
+
+fn in_memory() -> Member0 {
+    open(MemStorage::default())
 }
 
 fn put_entry(index: u64, key: &str, value: &str) -> Committed {
@@ -117,7 +121,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn value_of(state: &State, key: &str) -> Option<(Vec<u8>, i64)> {
+fn value_of<B: Backend>(state: &State<B>, key: &str) -> Option<(Vec<u8>, i64)> {
     let store = state.store();
     let txn = store.read();
     let r = RangeRequest {
@@ -133,7 +137,8 @@ fn value_of(state: &State, key: &str) -> Option<(Vec<u8>, i64)> {
 #[test]
 fn entries_apply_once_across_redelivery_and_restart() {
     let rt = rt();
-    let mut m = open(tempfile::tempdir().unwrap());
+    let storage = MemStorage::default();
+    let mut m = open(storage.clone());
     let batch: Vec<Committed> = (2..=5)
         .map(|i| put_entry(i, &format!("k{i}"), "a"))
         .collect();
@@ -149,11 +154,8 @@ fn entries_apply_once_across_redelivery_and_restart() {
     // Restart: the index is read back with the effects, so only the new
     // entry applies.
     m.applier.state.store().backend().force_commit().unwrap();
-    let Member0 {
-        _dir: dir, applier, ..
-    } = m;
-    drop(applier);
-    let mut m = open(dir);
+    drop(m);
+    let mut m = open(storage);
     assert_eq!(m.applier.consistent_index, 5);
     let again: Vec<Committed> = (4..=6)
         .map(|i| put_entry(i, &format!("k{i}"), "b"))
@@ -164,11 +166,13 @@ fn entries_apply_once_across_redelivery_and_restart() {
     assert_eq!(value_of(&m.applier.state, "k6").unwrap().0, b"b");
 }
 
-#[test]
-fn a_snapshot_from_a_peer_replaces_the_state_and_its_file_goes() {
+/// A follower over `storage` installs a leader's snapshot: its old state
+/// goes, the leader's comes, the observer and peers follow, and entries
+/// the snapshot covers are skipped.
+fn a_snapshot_from_a_peer_replaces_the_state<B: Backend>(storage: impl Storage<B>) {
     let rt = rt();
     // The leader's state: keys, a member record, applied up to 40.
-    let mut leader = open(tempfile::tempdir().unwrap());
+    let mut leader = in_memory();
     let entries: Vec<Committed> = (31..=40)
         .map(|i| put_entry(i, &format!("leader/{i}"), "v"))
         .collect();
@@ -201,7 +205,7 @@ fn a_snapshot_from_a_peer_replaces_the_state_and_its_file_goes() {
 
     // A follower with state of its own, behind, and an observer (the
     // watch layer's) that must outlive the install.
-    let mut follower = open(tempfile::tempdir().unwrap());
+    let mut follower = open(storage);
     let seen = Arc::new(Seen::default());
     follower.applier.state.set_observer(seen.clone());
     rt.block_on(
@@ -254,10 +258,31 @@ fn a_snapshot_from_a_peer_replaces_the_state_and_its_file_goes() {
 }
 
 #[test]
+fn a_snapshot_from_a_peer_replaces_the_state_in_memory() {
+    a_snapshot_from_a_peer_replaces_the_state(MemStorage::default());
+}
+
+#[test]
+fn a_snapshot_from_a_peer_replaces_the_state_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = RocksStorage::new(&dir.path().join("member"), BackendConfig::default()).unwrap();
+    a_snapshot_from_a_peer_replaces_the_state::<RocksBackend>(storage);
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("member"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["db".to_string()],
+        "no staging or set-aside copy is left"
+    );
+}
+
+#[test]
 #[should_panic(expected = "does not decode as a request")]
 fn an_undecodable_entry_stops_the_member() {
     let rt = rt();
-    let mut m = open(tempfile::tempdir().unwrap());
+    let mut m = in_memory();
     let garbage = Committed {
         index: 2,
         term: 2,
@@ -269,7 +294,7 @@ fn an_undecodable_entry_stops_the_member() {
 #[test]
 fn alarms_apply_for_any_member_id_and_nospace_refuses_puts() {
     let rt = rt();
-    let mut m = open(tempfile::tempdir().unwrap());
+    let mut m = in_memory();
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     m.applier.state.waits.lock().insert(2, tx);
     let raise = InternalRaftRequest {
