@@ -55,6 +55,11 @@ impl<S> AuthorityFixIo<S> {
             eof: false,
         }
     }
+
+    /// The wrapped connection (to read what its handshake established).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFixIo<S> {

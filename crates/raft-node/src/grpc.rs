@@ -160,6 +160,8 @@ struct Shared {
     inbox: OnceLock<Inbox>,
     runtime: tokio::runtime::Handle,
     snapshot_source: OnceLock<SnapshotSource>,
+    /// How peers are dialed (`https://` URLs need TLS); plain by default.
+    dialer: OnceLock<ironcd_tls::Dialer>,
 }
 
 /// Writes the application's state, for a snapshot sent without data, into
@@ -204,6 +206,7 @@ impl GrpcTransport {
                 inbox: OnceLock::new(),
                 runtime: tokio::runtime::Handle::current(),
                 snapshot_source: OnceLock::new(),
+                dialer: OnceLock::new(),
             }),
         };
         for (peer, url) in peers {
@@ -227,6 +230,13 @@ impl GrpcTransport {
     /// later calls are ignored.
     pub fn set_snapshot_source(&self, source: SnapshotSource) {
         let _ = self.shared.snapshot_source.set(source);
+    }
+
+    /// Dials peers with `dialer` (peer TLS for `https://` peer URLs), set
+    /// once before the node starts; until then peers are dialed in the
+    /// clear.
+    pub fn set_dialer(&self, dialer: ironcd_tls::Dialer) {
+        let _ = self.shared.dialer.set(dialer);
     }
 
     /// Starts talking to `peer` at `url` (replacing an older address).
@@ -418,12 +428,15 @@ impl Shared {
         &self,
         url: &str,
     ) -> std::result::Result<PeerClient<tonic::transport::Channel>, String> {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("bad peer url {url}: {e}"))?
-            .connect_timeout(Duration::from_millis(self.config.dial_timeout_ms))
-            .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
+        let timeout = Duration::from_millis(self.config.dial_timeout_ms);
+        let channel = self
+            .dialer
+            .get()
+            .cloned()
+            .unwrap_or_default()
+            .connect(url, |endpoint| {
+                endpoint.connect_timeout(timeout).tcp_nodelay(true)
+            })
             .await
             .map_err(|e| format!("connect {url}: {e}"))?;
         let limit = self.config.max_message_bytes;

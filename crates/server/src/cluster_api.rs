@@ -128,9 +128,13 @@ impl EtcdServer {
         let Some(url) = url else {
             return Err(EtcdError::NoLeader);
         };
-        let mut client = ClusterClient::connect(url)
+        let channel = self
+            .inner
+            .peer_dialer
+            .connect(&url, |e| e)
             .await
             .map_err(|e| EtcdError::Internal(format!("reaching the leader: {e}")))?;
+        let mut client = ClusterClient::new(channel);
         client
             .member_promote(r)
             .await

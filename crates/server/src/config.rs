@@ -92,6 +92,40 @@ pub struct InitialMember {
     pub peer_urls: Vec<String>,
 }
 
+/// One side's TLS flags (`--cert-file` … for clients, `--peer-cert-file`
+/// … for peers), as given; [`crate::tls`] turns them into settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFlags {
+    /// `--cert-file` / `--peer-cert-file`.
+    pub cert_file: String,
+    /// `--key-file` / `--peer-key-file`.
+    pub key_file: String,
+    /// `--trusted-ca-file` / `--peer-trusted-ca-file`.
+    pub trusted_ca_file: String,
+    /// `--client-cert-auth` / `--peer-client-cert-auth`.
+    pub client_cert_auth: bool,
+    /// `--client-crl-file` / `--peer-crl-file`.
+    pub crl_file: String,
+    /// `--peer-cert-allowed-cn` (peers only).
+    pub allowed_cn: String,
+    /// `--client-cert-allowed-hostname` / `--peer-cert-allowed-hostname`.
+    pub allowed_hostname: String,
+    /// `--auto-tls` / `--peer-auto-tls`.
+    pub auto_tls: bool,
+    /// `--peer-client-cert-file`: presented when dialing peers instead of
+    /// the serving certificate (peers only).
+    pub client_cert_file: String,
+    /// `--peer-client-key-file`.
+    pub client_key_file: String,
+}
+
+impl TlsFlags {
+    /// No certificate given and none to generate: the side is plain.
+    pub fn is_empty(&self) -> bool {
+        self.cert_file.is_empty() && self.key_file.is_empty() && !self.auto_tls
+    }
+}
+
 /// Everything the server needs to start, in etcd's terms.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -138,6 +172,18 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// `--log-level`.
     pub log_level: LogLevel,
+    /// Client TLS flags.
+    pub client_tls: TlsFlags,
+    /// Peer TLS flags.
+    pub peer_tls: TlsFlags,
+    /// `--self-signed-cert-validity`, in years (auto TLS).
+    pub self_signed_cert_validity: u32,
+    /// `--cipher-suites` (Go's names), both sides.
+    pub cipher_suites: Vec<String>,
+    /// `--tls-min-version`.
+    pub tls_min_version: String,
+    /// `--tls-max-version` (empty: the highest there is).
+    pub tls_max_version: String,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +212,12 @@ impl Default for ServerConfig {
             auto_compaction: AutoCompaction::Off,
             force_new_cluster: false,
             log_level: LogLevel::Info,
+            client_tls: TlsFlags::default(),
+            peer_tls: TlsFlags::default(),
+            self_signed_cert_validity: 1,
+            cipher_suites: Vec::new(),
+            tls_min_version: "TLS1.2".into(),
+            tls_max_version: String::new(),
         }
     }
 }
@@ -208,6 +260,28 @@ impl ServerConfig {
         ] {
             if list.is_empty() {
                 return Err(Error::Config("URL lists must not be empty".into()));
+            }
+        }
+        for url in &self.listen_client_urls {
+            if url.starts_with("https://") && self.client_tls.is_empty() {
+                return Err(Error::Config(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"
+                )));
+            }
+        }
+        for url in &self.listen_peer_urls {
+            if url.starts_with("https://") && self.peer_tls.is_empty() {
+                return Err(Error::Config(format!(
+                    "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                    url.trim_start_matches("https://")
+                )));
+            }
+        }
+        for url in &self.listen_metrics_urls {
+            if url.starts_with("https://") && self.client_tls.is_empty() {
+                return Err(Error::Config(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for metrics url {url} with HTTPS scheme"
+                )));
             }
         }
         if self.initial_cluster_state == ClusterState::New

@@ -28,6 +28,7 @@ pub mod flags;
 mod http;
 mod kv;
 mod kv_api;
+mod listen;
 mod maintenance_api;
 mod members;
 mod metrics;
@@ -38,6 +39,7 @@ mod snapshot_file;
 pub mod start;
 mod state;
 mod storage;
+mod tls;
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};

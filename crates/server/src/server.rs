@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     /// ids never repeat one still in the log from an earlier run.
     pub next_request: AtomicU64,
     pub request_timeout: Duration,
+    /// Dials peers' URLs (peer TLS for `https://` ones).
+    pub peer_dialer: ironcd_tls::Dialer,
 }
 
 /// Committed entries the applier may trail by before new proposals are

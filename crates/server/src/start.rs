@@ -20,10 +20,12 @@ use tokio::task::JoinHandle;
 use crate::apply::Applier;
 use crate::config::{ClusterState, ServerConfig};
 use crate::error::{Error, Result};
+use crate::listen::{serve, ServeListener};
 use crate::members::{cluster_id, initial_members};
 use crate::metrics::Metrics;
 use crate::server::{EtcdServer, Inner};
 use crate::state::State;
+use ironcd_tls::Mode;
 
 /// Who this member is, fixed when its data directory is created
 /// (`member/identity`, through [`crate::codec`] at [`IDENTITY_VERSION`]).
@@ -99,15 +101,16 @@ fn bootstrap_new(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
 
 /// Joining a running cluster: ask a peer for the member list, find the
 /// record `member add` made for these peer URLs.
-async fn bootstrap_existing(cfg: &ServerConfig) -> Result<(Identity, Vec<Member>)> {
+async fn bootstrap_existing(
+    cfg: &ServerConfig,
+    dialer: &ironcd_tls::Dialer,
+) -> Result<(Identity, Vec<Member>)> {
     let mine = sorted(&cfg.initial_advertise_peer_urls);
     let mut last_error = String::from("no other member in --initial-cluster");
     for m in cfg.initial_cluster.iter().filter(|m| m.name != cfg.name) {
         for url in &m.peer_urls {
             let answer = async {
-                let mut client = ClusterClient::connect(url.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut client = ClusterClient::new(dialer.connect(url, |e| e).await?);
                 // Linearizable: the `member add` that named this member
                 // was committed before it answered, so every peer's
                 // linearizable list holds it, not only the one that
@@ -212,12 +215,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     }
     let member_dir = cfg.member_dir();
     std::fs::create_dir_all(&member_dir)?;
+    let tls = crate::tls::resolve(&cfg)?;
     let (identity, founders) = match Identity::load(&member_dir)? {
         Some(identity) => (identity, Vec::new()),
         None => {
             let (identity, founders) = match cfg.initial_cluster_state {
                 ClusterState::New => bootstrap_new(&cfg)?,
-                ClusterState::Existing => bootstrap_existing(&cfg).await?,
+                ClusterState::Existing => bootstrap_existing(&cfg, &tls.peer_dialer).await?,
             };
             identity.save(&member_dir)?;
             (identity, founders)
@@ -258,6 +262,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         peers,
         transport_config,
     ));
+    transport.set_dialer(tls.peer_dialer.clone());
     let source_state = state.clone();
     transport.set_snapshot_source(Arc::new(move |out| {
         source_state
@@ -291,6 +296,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
             metrics: Metrics::default(),
             next_request: AtomicU64::new(rand::random::<u64>() & !0xff_ffff_ffff),
             request_timeout: Duration::from_millis(rc.request_timeout_ms),
+            peer_dialer: tls.peer_dialer.clone(),
             cfg,
         }),
     };
@@ -301,7 +307,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         tasks: Vec::new(),
         applier: Some(applier),
     };
-    if let Err(e) = listen(&mut running).await {
+    if let Err(e) = listen(&mut running, &tls).await {
         running.stop().await;
         return Err(e);
     }
@@ -319,15 +325,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     Ok(running)
 }
 
-async fn bind(url: &str) -> Result<tokio::net::TcpListener> {
-    let addr = host_port(url)?;
-    tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| Error::Config(format!("listen tcp {addr}: {e}")))
-}
-
 /// Binds every peer, client and metrics URL and serves them.
-async fn listen(running: &mut Running) -> Result<()> {
+async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
     let server = running.server.clone();
     let cfg = &server.inner.cfg;
     let limits = Limits {
@@ -335,55 +334,42 @@ async fn listen(running: &mut Running) -> Result<()> {
         max_request_bytes: cfg.max_request_bytes,
     };
     let services = Services::new(Arc::new(server.clone()), limits);
-    for url in &cfg.listen_peer_urls {
-        let listener = bind(url).await?;
-        let routes = tonic::service::Routes::new(server.inner.transport.service())
+    let peer_routes = || {
+        tonic::service::Routes::new(server.inner.transport.service())
             .add_service(ClusterServer::new(services.clone()))
-            .into_axum_router();
-        running
-            .tasks
-            .push(serve(listener, routes, running.shutdown.subscribe()));
-        tracing::info!(address = %url, "serving peer traffic");
-    }
-    for url in &cfg.listen_client_urls {
-        let listener = bind(url).await?;
-        let routes = services
+            .into_axum_router()
+    };
+    let client_routes = || {
+        services
             .routes()
             .into_axum_router()
-            .merge(crate::http::routes(server.clone()));
-        running
-            .tasks
-            .push(serve(listener, routes, running.shutdown.subscribe()));
-        tracing::info!(address = %url, "serving client traffic insecurely");
-    }
-    for url in &cfg.listen_metrics_urls {
-        let listener = bind(url).await?;
-        running.tasks.push(serve(
-            listener,
-            crate::http::routes(server.clone()),
-            running.shutdown.subscribe(),
-        ));
-        tracing::info!(address = %url, "serving /metrics and /health");
+            .merge(crate::http::routes(server.clone()))
+    };
+    let sets: [(&'static str, &[String], Option<&ironcd_tls::TlsInfo>); 3] = [
+        ("peer", &cfg.listen_peer_urls, tls.peer.as_ref()),
+        ("client", &cfg.listen_client_urls, tls.client.as_ref()),
+        ("metrics", &cfg.listen_metrics_urls, tls.client.as_ref()),
+    ];
+    for (label, urls, side) in sets {
+        for (addr, mode) in crate::tls::listeners(urls)? {
+            let listener = ServeListener::bind(label, &addr, mode, side).await?;
+            let routes = match label {
+                "peer" => peer_routes(),
+                "client" => client_routes(),
+                _ => crate::http::routes(server.clone()),
+            };
+            running
+                .tasks
+                .push(serve(listener, routes, running.shutdown.subscribe()));
+            let how = match mode {
+                Mode::Plain => "insecurely",
+                Mode::Tls => "securely",
+                Mode::Both => "securely and insecurely",
+            };
+            tracing::info!(address = %addr, "serving {label} traffic {how}");
+        }
     }
     Ok(())
-}
-
-fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(ironcd_h2_authority::AuthorityFixListener(listener), router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener stopped");
-        }
-    })
 }
 
 /// Keeps the quota's view of the backend size current.

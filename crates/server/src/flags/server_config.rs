@@ -4,7 +4,7 @@
 //! over `--log-level`).
 
 use crate::config::{
-    AutoCompaction, ClusterState, InitialMember, LogLevel, ServerConfig,
+    AutoCompaction, ClusterState, InitialMember, LogLevel, ServerConfig, TlsFlags,
     DEFAULT_QUOTA_BACKEND_BYTES, MAX_QUOTA_BACKEND_BYTES,
 };
 
@@ -49,6 +49,41 @@ pub(super) fn build_config(
         auto_compaction: auto_compaction(settings)?,
         force_new_cluster: settings.bool("force-new-cluster"),
         log_level: log_level(settings),
+        client_tls: TlsFlags {
+            cert_file: settings.string("cert-file"),
+            key_file: settings.string("key-file"),
+            trusted_ca_file: settings.string("trusted-ca-file"),
+            client_cert_auth: settings.bool("client-cert-auth"),
+            crl_file: settings.string("client-crl-file"),
+            allowed_cn: String::new(),
+            allowed_hostname: settings.string("client-cert-allowed-hostname"),
+            auto_tls: settings.bool("auto-tls"),
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
+        },
+        peer_tls: TlsFlags {
+            cert_file: settings.string("peer-cert-file"),
+            key_file: settings.string("peer-key-file"),
+            trusted_ca_file: settings.string("peer-trusted-ca-file"),
+            client_cert_auth: settings.bool("peer-client-cert-auth"),
+            crl_file: settings.string("peer-crl-file"),
+            allowed_cn: settings.string("peer-cert-allowed-cn"),
+            allowed_hostname: settings.string("peer-cert-allowed-hostname"),
+            auto_tls: settings.bool("peer-auto-tls"),
+            client_cert_file: settings.string("peer-client-cert-file"),
+            client_key_file: settings.string("peer-client-key-file"),
+        },
+        self_signed_cert_validity: u32::try_from(settings.uint("self-signed-cert-validity"))
+            .unwrap_or(u32::MAX),
+        cipher_suites: settings
+            .string("cipher-suites")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        tls_min_version: settings.string("tls-min-version"),
+        tls_max_version: settings.string("tls-max-version"),
     })
 }
 

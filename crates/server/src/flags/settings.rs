@@ -230,7 +230,7 @@ mod tests {
             "--log-outputs=stderr",             // fine
             "--enable-grpc-gateway",            // fine
             "--grpc-keepalive-interval=2h0m0s", // the default, spelled differently
-            "--cert-file=/etc/ssl/server.pem",
+            "--cert-file=/etc/ssl/server.pem",  // honoured (TLS)
             "--experimental-initial-corrupt-check",
             "--unsafe-no-fsync=true",
             "--max-wals=0x10", // reported once
@@ -242,7 +242,6 @@ mod tests {
             parsed.not_honoured,
             [
                 "--max-wals",
-                "--cert-file",
                 "--experimental-initial-corrupt-check",
                 "--unsafe-no-fsync",
                 "--quota-backend-bytes",

@@ -69,9 +69,9 @@ pub fn is_peer_url(text: &str) -> bool {
 /// scheme served so far).
 pub fn listen_authority(text: &str) -> Result<String, String> {
     let url = parse_url(text)?;
-    if url.scheme != "http" {
+    if url.scheme != "http" && url.scheme != "https" {
         return Err(format!(
-            "unsupported URL {text:?} (only http:// is served so far)"
+            "unsupported URL {text:?} (only http:// and https:// are served)"
         ));
     }
     Ok(url.authority.to_string())
@@ -154,13 +154,10 @@ fn checked_urls(flag: &str, urls: Vec<String>, url_use: UrlUse) -> Result<Vec<St
     Ok(urls)
 }
 
-/// ironcd serves plain HTTP/2 over TCP only, for now.
+/// ironcd serves HTTP/2 over TCP, plain or TLS; not over unix sockets.
 fn supported_scheme(flag: &str, url: &str, scheme: &str) -> Result<(), FlagError> {
     match scheme {
-        "http" => Ok(()),
-        "https" | "unixs" => Err(FlagError::Unsupported(format!(
-            "TLS is not yet supported by ironcd: --{flag} has {url}"
-        ))),
+        "http" | "https" => Ok(()),
         _ => Err(FlagError::Unsupported(format!(
             "unix sockets are not yet supported by ironcd: --{flag} has {url}"
         ))),
@@ -239,8 +236,7 @@ mod tests {
     fn url_errors() {
         let client = "--advertise-client-urls=http://10.0.0.1:2379";
         let cases: &[(&[&str], &str)] = &[
-            (&["--listen-client-urls=https://127.0.0.1:2379", client], "TLS is not yet supported by ironcd: --listen-client-urls has https://127.0.0.1:2379"),
-            (&["--initial-advertise-peer-urls=https://10.0.0.1:2380"], "TLS is not yet supported"),
+            (&["--listen-client-urls=unixs://localhost:2379", client], "unix sockets are not yet supported by ironcd: --listen-client-urls has unixs://localhost:2379"),
             (&["--listen-metrics-urls=unix://localhost:0"], "unix sockets are not yet supported"),
             (&["--listen-peer-urls=http://infra1.example.com:2380"], "--listen-peer-urls: expected IP in URL for binding (http://infra1.example.com:2380)"),
             (&["--listen-client-urls=http://:2379", client], "expected IP in URL for binding"),
@@ -292,8 +288,8 @@ mod tests {
                 "URL scheme must be",
             ),
             (
-                &["--initial-cluster=default=https://10.0.0.1:2380"],
-                "TLS is not yet supported",
+                &["--initial-cluster=default=unixs://10.0.0.1:2380"],
+                "unix sockets are not yet supported",
             ),
             (
                 &["--initial-cluster=infra1=http://10.0.0.1:2380"],
@@ -379,7 +375,11 @@ mod tests {
             "127.0.0.1:2379"
         );
         assert_eq!(listen_authority("http://[::1]:2379").unwrap(), "[::1]:2379");
-        assert!(listen_authority("https://127.0.0.1:2379").is_err());
+        assert_eq!(
+            listen_authority("https://127.0.0.1:2379").unwrap(),
+            "127.0.0.1:2379"
+        );
+        assert!(listen_authority("unix://127.0.0.1:2379").is_err());
         assert!(listen_authority("http://127.0.0.1").is_err());
     }
 }
