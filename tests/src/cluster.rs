@@ -5,15 +5,22 @@
 //! methods tests call panic with the member's log tail; the `try_` ones
 //! (for `bench-compare`, which records a failure and goes on) return it as
 //! an [`Error`].
+//!
+//! Client and peer URLs are `http` or `https` as [`Opts`] says; the
+//! certificate flags a TLS member needs are the test's to give (see
+//! [`Opts::tls`]), and the harness's own etcdctl calls pass
+//! [`Opts::etcdctl_args`] so they reach a TLS cluster too.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::certs::{CertFiles, Pki};
+use crate::etcdctl::{etcdctl_tls_args, etcdctl_with_flags};
 use crate::ports::{free_ports, unique_token};
 use crate::process::{self, scrub_env, tail_lines, wait_bounded, wait_until, INSTALL_HINT};
 use crate::{Error, Result};
@@ -104,15 +111,54 @@ impl Server {
     }
 }
 
+/// A URL scheme: whether a listener speaks TLS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain TCP.
+    #[default]
+    Http,
+    /// TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// `{scheme}://127.0.0.1:{port}`: every member listens on loopback.
+    pub fn loopback_url(self, port: u16) -> String {
+        format!("{}://127.0.0.1:{port}", self.as_str())
+    }
+}
+
 /// Flags shared by every member of a cluster.
 #[derive(Clone, Debug)]
 pub struct Opts {
-    /// Appended to every member's command line, e.g. `--max-txn-ops=4`.
+    /// Appended to every member's command line, e.g. `--max-txn-ops=4`
+    /// (or a TLS member's `--cert-file=…`).
     pub extra_args: Vec<String>,
     /// `--heartbeat-interval`; `None` leaves the server's default.
     pub heartbeat_interval_ms: Option<u64>,
     /// `--election-timeout`; `None` leaves the server's default.
     pub election_timeout_ms: Option<u64>,
+    /// The client URLs' scheme ([`Cluster::endpoint`], and the members'
+    /// listen and advertise client URLs). `https` needs the server's
+    /// `--cert-file` and `--key-file` in [`Opts::extra_args`].
+    pub client_scheme: Scheme,
+    /// The peer URLs' scheme (listen, advertise and `--initial-cluster`).
+    /// `https` needs `--peer-cert-file` and `--peer-key-file`.
+    pub peer_scheme: Scheme,
+    /// Global flags every etcdctl run of the harness's own passes
+    /// (`endpoint status`, `move-leader`, `member add`, and
+    /// [`Cluster::etcdctl`]), e.g. `--cacert=…`, `--cert=…`, `--key=…`.
+    /// etcdctl 3.4 dials TLS to a scheme-less endpoint
+    /// ([`Cluster::host_port`]) once it is given a CA or a certificate.
+    pub etcdctl_args: Vec<String>,
 }
 
 impl Default for Opts {
@@ -124,6 +170,9 @@ impl Default for Opts {
             extra_args: Vec::new(),
             heartbeat_interval_ms: Some(100),
             election_timeout_ms: Some(2000),
+            client_scheme: Scheme::Http,
+            peer_scheme: Scheme::Http,
+            etcdctl_args: Vec::new(),
         }
     }
 }
@@ -141,9 +190,36 @@ impl Opts {
     /// defaults (what `bench-compare` measures).
     pub fn server_defaults() -> Self {
         Opts {
-            extra_args: Vec::new(),
             heartbeat_interval_ms: None,
             election_timeout_ms: None,
+            ..Opts::default()
+        }
+    }
+
+    /// The defaults with TLS on client and peer URLs, each side requiring
+    /// certificates from `pki`'s CA (etcd's `--client-cert-auth` and
+    /// `--peer-client-cert-auth`): every member serves clients and peers,
+    /// and dials peers, with `member` (a [`Pki::server`] certificate, valid
+    /// for loopback), and the harness's etcdctl presents `client`. Further
+    /// flags (a CRL, say) go on [`Opts::extra_args`].
+    pub fn tls(pki: &Pki, member: &CertFiles, client: &CertFiles) -> Self {
+        let ca = pki.ca_cert().display();
+        let (cert, key) = (member.cert.display(), member.key.display());
+        Opts {
+            extra_args: vec![
+                format!("--cert-file={cert}"),
+                format!("--key-file={key}"),
+                format!("--trusted-ca-file={ca}"),
+                "--client-cert-auth".to_string(),
+                format!("--peer-cert-file={cert}"),
+                format!("--peer-key-file={key}"),
+                format!("--peer-trusted-ca-file={ca}"),
+                "--peer-client-cert-auth".to_string(),
+            ],
+            client_scheme: Scheme::Https,
+            peer_scheme: Scheme::Https,
+            etcdctl_args: etcdctl_tls_args(pki.ca_cert(), client),
+            ..Opts::default()
         }
     }
 }
@@ -202,7 +278,7 @@ impl Cluster {
             .collect();
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={}", m.name, opts.peer_scheme.loopback_url(m.peer_port)))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
@@ -243,7 +319,30 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// Every member's client URL, `http://127.0.0.1:PORT`.
+    /// The options the cluster was started with.
+    pub fn opts(&self) -> &Opts {
+        &self.opts
+    }
+
+    /// The flags the harness's own etcdctl runs pass ([`Opts::etcdctl_args`]).
+    pub fn etcdctl_args(&self) -> &[String] {
+        &self.opts.etcdctl_args
+    }
+
+    /// Runs etcdctl against `endpoints` with [`Cluster::etcdctl_args`]
+    /// before `args`: what a test uses so one body runs against a plain
+    /// and a TLS cluster.
+    pub fn etcdctl(&self, endpoints: &[String], args: &[&str]) -> Output {
+        etcdctl_with_flags(endpoints, &self.opts.etcdctl_args, args, None)
+    }
+
+    /// [`Cluster::etcdctl`] with `stdin` as etcdctl's standard input.
+    pub fn etcdctl_with_stdin(&self, endpoints: &[String], args: &[&str], stdin: &str) -> Output {
+        etcdctl_with_flags(endpoints, &self.opts.etcdctl_args, args, Some(stdin))
+    }
+
+    /// Every member's client URL, `http://127.0.0.1:PORT` (`https` with
+    /// [`Opts::client_scheme`]).
     pub fn endpoints(&self) -> Vec<String> {
         (0..self.members.len()).map(|i| self.endpoint(i)).collect()
     }
@@ -253,16 +352,20 @@ impl Cluster {
         self.live().into_iter().map(|i| self.endpoint(i)).collect()
     }
 
-    /// Member `i`'s client URL, `http://127.0.0.1:PORT`.
+    /// Member `i`'s client URL, `http://127.0.0.1:PORT` (`https` with
+    /// [`Opts::client_scheme`]).
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        self.opts
+            .client_scheme
+            .loopback_url(self.members[i].client_port)
     }
 
     /// Member `i`'s client address without a scheme, `127.0.0.1:PORT`.
     /// The harness's own etcdctl calls use this form: etcdctl dials an
     /// endpoint given as a URL with the whole URL as HTTP/2 authority (for
     /// `endpoint status`, `hashkv`, `move-leader`), which only the server
-    /// under test should have to cope with.
+    /// under test should have to cope with. With [`Opts::etcdctl_args`]
+    /// naming a CA or a certificate, etcdctl dials this form over TLS.
     pub fn host_port(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.members[i].client_port)
     }
@@ -439,8 +542,8 @@ impl Cluster {
 
     fn member_args(&self, i: usize) -> Vec<String> {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let client = self.opts.client_scheme.loopback_url(m.client_port);
+        let peer = self.opts.peer_scheme.loopback_url(m.peer_port);
         let mut args = vec![
             format!("--name={}", m.name),
             format!("--data-dir={}", m.data_dir.display()),
@@ -639,6 +742,99 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("exited before serving"), "{message}");
         assert!(message.contains("=== harness: spawn"), "{message}");
+    }
+
+    fn member_args_of(opts: Opts) -> Vec<String> {
+        // A cluster that was never started: its members' command lines.
+        let ports = [4001, 4002];
+        let cluster = Cluster {
+            server: Server::ironcd("/nonexistent/ironcd"),
+            initial_cluster: format!("m1={}", opts.peer_scheme.loopback_url(ports[1])),
+            opts,
+            token: "t".to_string(),
+            members: vec![Member {
+                name: "m1".to_string(),
+                client_port: ports[0],
+                peer_port: ports[1],
+                data_dir: PathBuf::from("/nonexistent/m1.data"),
+                log_path: PathBuf::from("/nonexistent/m1.log"),
+                child: None,
+                ready: None,
+            }],
+            dir: tempfile::tempdir().unwrap(),
+        };
+        assert_eq!(
+            cluster.endpoint(0),
+            cluster.opts().client_scheme.loopback_url(4001)
+        );
+        assert_eq!(cluster.host_port(0), "127.0.0.1:4001");
+        cluster.member_args(0)
+    }
+
+    #[test]
+    fn default_urls_are_plain_http() {
+        let args = member_args_of(Opts::default());
+        for flag in [
+            "--listen-client-urls=http://127.0.0.1:4001",
+            "--advertise-client-urls=http://127.0.0.1:4001",
+            "--listen-peer-urls=http://127.0.0.1:4002",
+            "--initial-advertise-peer-urls=http://127.0.0.1:4002",
+            "--initial-cluster=m1=http://127.0.0.1:4002",
+        ] {
+            assert!(args.contains(&flag.to_string()), "{flag} in {args:?}");
+        }
+        assert!(Opts::default().etcdctl_args.is_empty());
+    }
+
+    #[test]
+    fn schemes_apply_to_client_and_peer_urls_separately() {
+        let opts = Opts {
+            client_scheme: Scheme::Https,
+            ..Opts::with_args(&["--cert-file=c.pem"])
+        };
+        let args = member_args_of(opts);
+        for flag in [
+            "--listen-client-urls=https://127.0.0.1:4001",
+            "--advertise-client-urls=https://127.0.0.1:4001",
+            "--listen-peer-urls=http://127.0.0.1:4002",
+            "--initial-cluster=m1=http://127.0.0.1:4002",
+            "--cert-file=c.pem",
+        ] {
+            assert!(args.contains(&flag.to_string()), "{flag} in {args:?}");
+        }
+    }
+
+    #[test]
+    fn tls_opts_give_members_and_etcdctl_the_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path()).unwrap();
+        let member = pki.server("member").unwrap();
+        let client = pki.client("client").unwrap();
+        let opts = Opts::tls(&pki, &member, &client);
+        assert_eq!(
+            opts.heartbeat_interval_ms,
+            Opts::default().heartbeat_interval_ms
+        );
+        let args = member_args_of(opts.clone());
+        let ca = pki.ca_cert().display();
+        for flag in [
+            "--listen-client-urls=https://127.0.0.1:4001".to_string(),
+            "--initial-advertise-peer-urls=https://127.0.0.1:4002".to_string(),
+            "--initial-cluster=m1=https://127.0.0.1:4002".to_string(),
+            format!("--peer-trusted-ca-file={ca}"),
+            format!("--key-file={}", member.key.display()),
+            "--peer-client-cert-auth".to_string(),
+        ] {
+            assert!(args.contains(&flag), "{flag} in {args:?}");
+        }
+        assert_eq!(
+            opts.etcdctl_args,
+            [
+                format!("--cacert={ca}"),
+                format!("--cert={}", client.cert.display()),
+                format!("--key={}", client.key.display()),
+            ]
+        );
     }
 
     #[test]

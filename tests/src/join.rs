@@ -2,19 +2,24 @@
 //! `etcdctl member add` first, then the new process started with
 //! `--initial-cluster-state existing` and the cluster's members plus
 //! itself in `--initial-cluster`.
+//!
+//! Its URLs have the cluster's schemes ([`crate::Opts::client_scheme`],
+//! [`crate::Opts::peer_scheme`]) and `member add` passes the cluster's
+//! [`crate::Opts::etcdctl_args`]; its certificate flags, like every other
+//! flag of its own, are the caller's `extra_args`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::cluster::Cluster;
-use crate::etcdctl::etcdctl;
 use crate::ports::free_ports;
 use crate::process::{scrub_env, tail_lines};
 
 /// A member started by [`Cluster::join`]; killed when dropped.
 pub struct Joiner {
     child: Child,
-    /// Its client URL, `http://127.0.0.1:PORT`.
+    /// Its client URL, `http://127.0.0.1:PORT` (`https` if the cluster's
+    /// clients use TLS).
     pub client_url: String,
     /// Its client address without a scheme, for etcdctl.
     pub host_port: String,
@@ -55,19 +60,21 @@ impl Cluster {
     /// Adds member `name` (a learner if `learner`) with `etcdctl member
     /// add` through the cluster's members, then starts it with
     /// `--initial-cluster-state existing` and `extra_args`, not waiting for
-    /// it to serve. Panics if `member add` fails.
+    /// it to serve. A TLS cluster's joiner needs its certificate flags in
+    /// `extra_args` (the cluster's are in [`Cluster::opts`]). Panics if
+    /// `member add` fails.
     pub fn join(&self, name: &str, learner: bool, extra_args: &[&str]) -> Joiner {
         let eps: Vec<String> = (0..self.len()).map(|i| self.host_port(i)).collect();
         let ports = free_ports(2);
-        let client = format!("http://127.0.0.1:{}", ports[0]);
-        let peer = format!("http://127.0.0.1:{}", ports[1]);
+        let client = self.opts().client_scheme.loopback_url(ports[0]);
+        let peer = self.opts().peer_scheme.loopback_url(ports[1]);
         let mut add = vec!["member", "add", name];
         if learner {
             add.push("--learner");
         }
         let peer_flag = format!("--peer-urls={peer}");
         add.push(&peer_flag);
-        let added = etcdctl(&eps, &add);
+        let added = self.etcdctl(&eps, &add);
         let member_add_output = String::from_utf8_lossy(&added.stdout).into_owned();
         assert!(
             added.status.success(),
@@ -75,7 +82,10 @@ impl Cluster {
             String::from_utf8_lossy(&added.stderr)
         );
         let mut initial: Vec<String> = (0..self.len())
-            .map(|i| format!("{}=http://127.0.0.1:{}", self.name(i), self.peer_port(i)))
+            .map(|i| {
+                let url = self.opts().peer_scheme.loopback_url(self.peer_port(i));
+                format!("{}={url}", self.name(i))
+            })
             .collect();
         initial.push(format!("{name}={peer}"));
         let log_path = self.dir().join(format!("{name}.log"));

@@ -10,10 +10,22 @@
 //! - [`ports`]: free loopback ports and unique cluster tokens.
 //! - [`process`]: bounded runs and waits of child processes, signals.
 //! - [`cluster`]: [`Server`], [`Opts`] and [`Cluster`] (start, kill,
-//!   terminate, restart, spawn with extra environment, wait for exit).
-//! - [`etcdctl`]: etcdctl 3.4 runs, bounded.
+//!   terminate, restart, spawn with extra environment, wait for exit);
+//!   client and peer URLs `http` or `https` ([`Scheme`]).
+//! - [`certs`]: certificates made while the test runs ([`Pki`]): a CA,
+//!   member and client certificates, expired ones, ones from an unrelated
+//!   CA, and CRLs.
+//! - [`etcdctl`]: etcdctl 3.4 runs, bounded, with extra global flags (a
+//!   TLS cluster's `--cacert`, `--cert`, `--key`) when asked.
 //! - [`join`]: a member that joins a running cluster ([`Cluster::join`]).
 //! - [`status`]: `endpoint status` parsed into [`MemberStatus`]; leaders.
+//!
+//! A TLS cluster is an [`Opts`] with `https` schemes, the members'
+//! certificate flags in [`Opts::extra_args`] and etcdctl's in
+//! [`Opts::etcdctl_args`], which the harness's own etcdctl runs (status,
+//! leader waits, `move-leader`, `member add`) and [`Cluster::etcdctl`]
+//! pass; [`Opts::tls`] sets all of it from a [`Pki`]. Certificates are
+//! never checked in.
 //!
 //! Every wait is bounded; a member that dies or never serves is an
 //! [`Error`] (or, from the panicking methods tests use, a failed test) with
@@ -27,7 +39,23 @@
 //! let out = etcdctl(&[cluster.host_port(leader)], &["put", "k", "v"]);
 //! assert!(out.status.success());
 //! ```
+//!
+//! The same over mutual TLS on client and peer URLs:
+//!
+//! ```no_run
+//! use ironcd_tests::{Cluster, Opts, Pki, Server};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let pki = Pki::new(dir.path()).unwrap();
+//! let member = pki.server("member").unwrap();
+//! let client = pki.client("client").unwrap();
+//! let cluster = Cluster::start(Server::etcd(), 3, Opts::tls(&pki, &member, &client));
+//! let leader = cluster.wait_for_leader();
+//! let out = cluster.etcdctl(&[cluster.host_port(leader)], &["put", "k", "v"]);
+//! assert!(out.status.success());
+//! ```
 
+pub mod certs;
 pub mod cluster;
 pub mod etcdctl;
 pub mod join;
@@ -35,8 +63,11 @@ pub mod ports;
 pub mod process;
 pub mod status;
 
-pub use cluster::{Cluster, Impl, Opts, Server, EXIT_TIMEOUT, READY_LINE, READY_TIMEOUT};
-pub use etcdctl::{etcdctl, etcdctl_with_stdin, ETCDCTL_BIN, ETCDCTL_TIMEOUT};
+pub use certs::{CertFiles, CertSpec, Pki};
+pub use cluster::{Cluster, Impl, Opts, Scheme, Server, EXIT_TIMEOUT, READY_LINE, READY_TIMEOUT};
+pub use etcdctl::{
+    etcdctl, etcdctl_tls_args, etcdctl_with_flags, etcdctl_with_stdin, ETCDCTL_BIN, ETCDCTL_TIMEOUT,
+};
 pub use join::Joiner;
 pub use ports::{free_ports, unique_token};
 pub use process::{require_installed, run_bounded, wait_bounded};
@@ -108,6 +139,14 @@ pub enum Error {
         timeout: Duration,
         /// The ends of their logs.
         log_tails: String,
+    },
+    /// A test certificate, key or CRL could not be made.
+    #[error("{what}: {source}")]
+    Certificate {
+        /// What was being made.
+        what: String,
+        /// rcgen's error.
+        source: rcgen::Error,
     },
     /// A helper command (`kill`) failed.
     #[error("{command}: {output}")]

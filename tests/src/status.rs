@@ -1,12 +1,12 @@
 //! Members' own view of the cluster, from `etcdctl endpoint status -w json`:
 //! ids, leader, term, index, revision; waiting for and moving the leader.
+//! Every etcdctl run passes the cluster's [`crate::Opts::etcdctl_args`].
 
 use std::collections::BTreeSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
-use crate::etcdctl::etcdctl;
 use crate::process::POLL_INTERVAL;
 
 /// How long the members may take to agree on one leader.
@@ -56,7 +56,7 @@ impl Cluster {
         if !self.is_running(i) {
             return Err(format!("member {i} is not running"));
         }
-        let out = etcdctl(&[self.host_port(i)], &["endpoint", "status", "-w", "json"]);
+        let out = self.etcdctl(&[self.host_port(i)], &["endpoint", "status", "-w", "json"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let failed = || {
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -135,7 +135,7 @@ impl Cluster {
     pub fn ensure_leader(&self, target: usize) {
         let id = format!("{:x}", self.member_id(target));
         let live: Vec<String> = self.live().into_iter().map(|i| self.host_port(i)).collect();
-        let out = etcdctl(&live, &["move-leader", &id]);
+        let out = self.etcdctl(&live, &["move-leader", &id]);
         assert!(
             out.status.success(),
             "move-leader to member {target} failed: {}",
