@@ -112,3 +112,105 @@ pub fn serve(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::routing::get;
+    use axum::Extension;
+    use ironcd_tests::Pki;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn whoami(name: Option<Extension<VerifiedClientName>>) -> String {
+        name.map(|Extension(VerifiedClientName(n))| n)
+            .unwrap_or_else(|| "nobody".into())
+    }
+
+    /// `GET path` over HTTP/1.1 on `addr`, through TLS when `tls` is given
+    /// (presenting `tls`'s client certificate); the response's body.
+    async fn get_over(
+        addr: SocketAddr,
+        path: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> String {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut response = String::new();
+        match tls {
+            Some(config) => {
+                let name = ServerName::try_from("127.0.0.1").unwrap();
+                let mut s = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .unwrap();
+                s.write_all(request.as_bytes()).await.unwrap();
+                s.read_to_string(&mut response).await.unwrap();
+            }
+            None => {
+                let mut s = tcp;
+                s.write_all(request.as_bytes()).await.unwrap();
+                s.read_to_string(&mut response).await.unwrap();
+            }
+        }
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_behind_tls_and_the_verified_client_name_in_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path()).unwrap();
+        let member = pki.server("member").unwrap();
+        let alice = pki.client("alice").unwrap();
+        let mut info = TlsInfo::new(&member.cert, &member.key);
+        info.trusted_ca_file = Some(pki.ca_cert().to_path_buf());
+        info.client_cert_auth = true;
+        let listener = ServeListener::bind("test", "127.0.0.1:0", Mode::Both, Some(&info))
+            .await
+            .unwrap();
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let task = serve(
+            listener,
+            axum::Router::new().route("/whoami", get(whoami)),
+            stop,
+        );
+
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(pki.ca_cert()).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let chain: Vec<_> = CertificateDer::pem_file_iter(&alice.cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&alice.key).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        assert_eq!(
+            get_over(addr, "/whoami", Some(Arc::new(config))).await,
+            "alice"
+        );
+        // The same port in the clear: no certificate, no name.
+        assert_eq!(get_over(addr, "/whoami", None).await, "nobody");
+        let _ = stop_tx.send(true);
+        task.abort();
+    }
+}
