@@ -77,9 +77,24 @@ fn side(
     Ok(Some(info))
 }
 
+/// etcd's warnings for `http://` URLs on a side that has TLS settings:
+/// those URLs serve in the clear and ask for no client certificate.
+fn warn_plain_urls(which: &str, flags: &TlsFlags, urls: &[String]) {
+    for url in urls.iter().filter(|u| u.starts_with("http://")) {
+        if !flags.cert_file.is_empty() || !flags.key_file.is_empty() {
+            tracing::warn!(url = %url, "scheme is HTTP while key and cert files are present; ignoring key and cert files for this {which} URL");
+        }
+        if flags.client_cert_auth {
+            tracing::warn!(url = %url, "scheme is HTTP while {which} client cert auth is enabled; ignoring client cert auth for this URL");
+        }
+    }
+}
+
 /// Reads the flags into both sides' settings, generating auto TLS
 /// certificates when asked and missing.
 pub fn resolve(cfg: &ServerConfig) -> Result<Tls> {
+    warn_plain_urls("client", &cfg.client_tls, &cfg.listen_client_urls);
+    warn_plain_urls("peer", &cfg.peer_tls, &cfg.listen_peer_urls);
     let client = side(cfg, &cfg.client_tls, "client", &cfg.listen_client_urls)?;
     let peer = side(cfg, &cfg.peer_tls, "peer", &cfg.listen_peer_urls)?;
     // Dialing presents `--peer-client-cert-file` when given, else the
