@@ -352,6 +352,76 @@ fn peer_auto_tls_clusters_form_as_etcds_do() {
     });
 }
 
+/// `GET path` over HTTPS (HTTP/1.1) to `host_port`, trusting `ca`: the
+/// status line and the body.
+fn https_get(host_port: &str, ca: &std::path::Path, path: &str) -> (String, String) {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(host_port).unwrap();
+    tcp.set_read_timeout(Some(CATCH_UP)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    // A peer that closes without close_notify ends the read with an
+    // error after the whole response arrived.
+    let _ = tls.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn http_endpoints_and_metrics_listeners_serve_over_tls() {
+    let c = certs();
+    let metrics_port = ironcd_tests::free_ports(1)[0];
+    let opts = Opts {
+        client_scheme: Scheme::Https,
+        extra_args: vec![
+            format!("--cert-file={}", c.member.cert.display()),
+            format!("--key-file={}", c.member.key.display()),
+            format!("--listen-metrics-urls=https://127.0.0.1:{metrics_port}"),
+        ],
+        etcdctl_args: vec![cacert(&c)],
+        ..Opts::default()
+    };
+    let cluster = Cluster::start(ironcd!(), 1, opts);
+    let ca = c.pki.ca_cert();
+    let (status, body) = https_get(&cluster.host_port(0), ca, "/health");
+    assert!(status.contains(" 200 "), "{status} {body}");
+    assert!(body.contains(r#""health":"true""#), "{body}");
+    let (status, body) = https_get(&cluster.host_port(0), ca, "/version");
+    assert!(
+        status.contains(" 200 ") && body.contains("etcdserver"),
+        "{status} {body}"
+    );
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let (status, body) = https_get(&metrics, ca, "/metrics");
+    assert!(
+        status.contains(" 200 ") && body.contains("etcd_server_has_leader 1"),
+        "{status} {body}"
+    );
+}
+
 #[test]
 fn a_client_that_never_handshakes_is_cut_off_while_others_are_served() {
     let c = certs();
