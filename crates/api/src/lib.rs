@@ -1,4 +1,4 @@
-//! ironcd-api: etcd's gRPC services (KV, Cluster and Maintenance so far),
+//! ironcd-api: etcd's gRPC services (KV, Cluster, Maintenance and Watch so far),
 //! request validation with etcd's rules, and the one place errors become
 //! `tonic::Status` with etcd's exact codes and `etcdserver: …` messages.
 //!
@@ -8,7 +8,7 @@
 //! [`ClusterApi`], [`MaintenanceApi`]) with it, which `ironcd-server`
 //! implements: this crate does
 //! no storage and no consensus, and depends only on `ironcd-proto`.
-//! Services not yet built (Watch, Lease, Auth, election, lock) are simply
+//! Services not yet built (Lease, Auth, election, lock) are simply
 //! not routed, so tonic answers them `Unimplemented` at once.
 //!
 //! ```
@@ -23,6 +23,7 @@ mod error;
 mod service;
 pub mod traits;
 pub mod validate;
+mod watch;
 
 pub use context::{
     RequestContext, VerifiedClientName, REQUIRE_LEADER_METADATA_KEY, REQUIRE_LEADER_VALUE,
@@ -30,5 +31,9 @@ pub use context::{
 };
 pub use error::EtcdError;
 pub use service::{Services, GRPC_OVERHEAD_BYTES, MAX_SEND_BYTES};
-pub use traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks};
+pub use traits::{
+    Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks, WatchApi, WatchEvents,
+    WatchSession,
+};
 pub use validate::Limits;
+pub use watch::INVALID_WATCH_ID;

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use ironcd_proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
 use ironcd_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use ironcd_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
+use ironcd_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use ironcd_proto::etcdserverpb::*;
 use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi};
+use crate::traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, WatchApi};
 use crate::validate::{self, Limits};
 use crate::EtcdError;
 use crate::RequestContext;
@@ -41,7 +42,7 @@ impl<S> Clone for Services<S> {
     }
 }
 
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Services<S> {
     /// Services over `server`, checking requests against `limits`.
     pub fn new(server: Arc<S>, limits: Limits) -> Self {
         Self { server, limits }
@@ -73,11 +74,16 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Services<S> {
                 .max_decoding_message_size(recv)
                 .max_encoding_message_size(MAX_SEND_BYTES),
         )
+        .add_service(
+            WatchServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
     }
 }
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Kv for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Kv for Services<S> {
     async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = self.admit(&r).await?;
         let r = r.into_inner();
@@ -119,7 +125,7 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Kv for Services<S> {
 }
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Cluster for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Cluster for Services<S> {
     async fn member_add(
         &self,
         r: Request<MemberAddRequest>,
@@ -165,7 +171,7 @@ type SnapshotStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Maintenance for Services<S> {
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Maintenance for Services<S> {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = self.admit(&r).await?;
         reply(self.server.alarm(&ctx, r.into_inner()).await)
@@ -219,5 +225,27 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi> Maintenance for Service
         _r: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(EtcdError::Unimplemented("Maintenance.Downgrade").into())
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Watch for Services<S> {
+    type WatchStream = crate::watch::WatchStream;
+
+    async fn watch(
+        &self,
+        r: Request<tonic::Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let ctx = self.admit(&r).await?;
+        let (session, events) = self.server.open_watch(&ctx)?;
+        Ok(Response::new(crate::watch::serve(
+            self.server.clone(),
+            session,
+            events,
+            r.into_inner(),
+            ctx.require_leader,
+            // etcd cuts fragments at the request limit plus gRPC's overhead.
+            (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize,
+        )))
     }
 }

@@ -138,3 +138,58 @@ pub trait MaintenanceApi: Send + Sync + 'static {
         r: MoveLeaderRequest,
     ) -> impl Future<Output = ApiResult<MoveLeaderResponse>> + Send;
 }
+
+/// What a server's watchable store sends one Watch stream: events of one
+/// revision for one watcher, a progress notification (no events; watch id
+/// -1 for the whole stream), or, with `compact_revision` set, the end of a
+/// watcher whose history was compacted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WatchEvents {
+    /// The watcher, or -1.
+    pub watch_id: i64,
+    /// The events (without `prev_kv`; the service adds it).
+    pub events: Vec<ironcd_proto::mvccpb::Event>,
+    /// The revision the response speaks for.
+    pub revision: i64,
+    /// Non-zero: compacted at this revision, the watcher is gone.
+    pub compact_revision: i64,
+}
+
+/// One Watch stream's watchers on the server; dropped when the stream
+/// ends, which cancels them all.
+pub trait WatchSession: Send + Sync + 'static {
+    /// Creates a watcher from a create request (key "\0" for an empty
+    /// one already; `range_end` `[0]` means every key from `key`;
+    /// `start_revision` 0 the next revision; filters; a chosen or
+    /// automatic id): its id and the revision the store was at, or the
+    /// reason etcd gives for refusing it.
+    fn create(&self, r: &WatchCreateRequest) -> Result<(i64, i64), String>;
+    /// Cancels watcher `id`; `false` if there was none.
+    fn cancel(&self, id: i64) -> bool;
+    /// Sends a progress notification for `id` if it is synced.
+    fn progress(&self, id: i64) -> bool;
+    /// Sends one for the whole stream (watch id -1) if every watcher is
+    /// synced; `false` if not (the caller asks again later).
+    fn progress_all(&self) -> bool;
+    /// The store's current revision.
+    fn current_rev(&self) -> i64;
+    /// `key` as it was at `rev`, for `prev_kv`.
+    fn kv_at(&self, key: &[u8], rev: i64) -> Option<ironcd_proto::mvccpb::KeyValue>;
+}
+
+/// etcd's Watch service.
+pub trait WatchApi: Send + Sync + 'static {
+    /// A stream's watchers.
+    type Session: WatchSession;
+    /// What a stream's watchers are sent (bounded by the server).
+    type Events: Stream<Item = WatchEvents> + Send + Unpin + 'static;
+    /// Opens a stream: its session and what it is sent.
+    fn open_watch(&self, ctx: &RequestContext) -> ApiResult<(Self::Session, Self::Events)>;
+    /// The header of a watch response at `revision`.
+    fn watch_header(&self, revision: i64) -> ResponseHeader;
+    /// `--experimental-watch-progress-notify-interval`.
+    fn watch_progress_interval(&self) -> std::time::Duration;
+    /// Whether this member knows a leader (a `hasleader` stream ends when
+    /// it does not).
+    fn has_leader(&self) -> impl Future<Output = bool> + Send;
+}

@@ -550,6 +550,76 @@ impl<B: Backend> TxnRead<'_, B> {
         let at = self.revs.check(opts.rev, Purpose::Read)?;
         range_at(self.inner, &self.tx, key, end, at, self.revs.current, opts)
     }
+
+    /// The events of main revisions `from..=to` (capped at this txn's
+    /// revision), in revision order, as the write txns reported them
+    /// (without `prev_kv`): what a watcher that fell behind replays. Stops
+    /// after the revision during which the events reached `max_events`
+    /// (a revision is never split); returns the events and the last
+    /// revision read in full. `from` below the compaction revision is
+    /// [`Error::Compacted`]: that history is gone.
+    pub fn events(&self, from: i64, to: i64, max_events: usize) -> Result<(Vec<Event>, i64)> {
+        if from < self.revs.compact {
+            return Err(Error::Compacted {
+                requested: from,
+                compacted: self.revs.compact,
+            });
+        }
+        let to = to.min(self.revs.current);
+        let mut events: Vec<Event> = Vec::new();
+        if from > to {
+            return Ok((events, to));
+        }
+        let start = Revision::new(from, 0).to_bytes();
+        let end = Revision::new(to + 1, 0).to_bytes();
+        let mut last = to;
+        let mut failure = None;
+        self.tx.scan(Bucket::KEY, &start, Some(&end), &mut |k, v| {
+            let Some(bk) = BucketKey::decode(k) else {
+                failure = Some(Error::Corrupt(format!("bad key-bucket key {k:?}")));
+                return ControlFlow::Break(());
+            };
+            if events.len() >= max_events.max(1)
+                && events
+                    .last()
+                    .and_then(|e| e.kv.as_ref())
+                    .map(|kv| kv.mod_revision)
+                    != Some(bk.rev.main)
+            {
+                last = bk.rev.main - 1;
+                return ControlFlow::Break(());
+            }
+            let mut kv = match codec::decode(v) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
+            let r#type = if bk.tombstone {
+                // A tombstone stores the key alone; its event carries the
+                // key and the deleting revision, as a live delete's does.
+                kv = KeyValue {
+                    key: kv.key,
+                    mod_revision: bk.rev.main,
+                    ..KeyValue::default()
+                };
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            events.push(Event {
+                r#type: r#type as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+            ControlFlow::Continue(())
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((events, last)),
+        }
+    }
 }
 
 /// A write txn: every change takes the same main revision (`rev()`); the

@@ -59,3 +59,54 @@ fn events_arrive_once_in_revision_order() {
     }
     assert_eq!(store.current_rev(), 1001);
 }
+
+/// What the observer was sent is what the history reads back: the same
+/// events, batched by whole revisions, and refused once compacted.
+#[test]
+fn the_history_reads_back_the_events_observed() {
+    let backend = Arc::new(MemBackend::open_in_memory(BackendConfig::default()));
+    let store = Store::open(backend, StoreConfig::default()).expect("open");
+    let recorder = Arc::new(Recorder::default());
+    store.set_observer(recorder.clone());
+    for i in 0..20u8 {
+        let mut txn = store.write();
+        txn.put(&[b'a' + i % 3], &[i], 0);
+        if i % 4 == 0 {
+            txn.put(b"z", &[i], 7);
+        }
+        if i % 5 == 0 {
+            txn.delete_range(b"a", Some(b"c"));
+        }
+    }
+    let observed: Vec<Event> = recorder
+        .0
+        .lock()
+        .iter()
+        .flat_map(|(_, evs)| evs.clone())
+        .collect();
+    let (all, last) = store.read().events(2, 100, usize::MAX).expect("events");
+    assert_eq!(last, store.current_rev(), "capped at the current revision");
+    assert_eq!(all, observed);
+    // In batches of about 5 events, never splitting a revision.
+    let mut from = 2;
+    let mut batched = Vec::new();
+    while from <= store.current_rev() {
+        let (evs, last) = store.read().events(from, i64::MAX, 5).expect("events");
+        assert!(!evs.is_empty());
+        let revs: Vec<i64> = evs.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+        assert_eq!(*revs.last().unwrap(), last, "ends with a whole revision");
+        batched.extend(evs);
+        from = last + 1;
+    }
+    assert_eq!(batched, observed);
+    // A tombstone reads back as the live delete was sent.
+    let delete = all
+        .iter()
+        .find(|e| e.r#type == EventType::Delete as i32)
+        .expect("a delete");
+    assert_eq!(delete.kv.as_ref().unwrap().create_revision, 0);
+    store.compact(10).expect("compact").wait().expect("compacted");
+    let err = store.read().events(9, 20, 10).unwrap_err();
+    assert!(matches!(err, ironcd_mvcc::Error::Compacted { compacted: 10, .. }), "{err}");
+    assert!(store.read().events(10, 20, 10).is_ok());
+}

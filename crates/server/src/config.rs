@@ -184,6 +184,8 @@ pub struct ServerConfig {
     pub tls_min_version: String,
     /// `--tls-max-version` (empty: the highest there is).
     pub tls_max_version: String,
+    /// `--experimental-watch-progress-notify-interval`, ms.
+    pub watch_progress_notify_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -218,6 +220,7 @@ impl Default for ServerConfig {
             cipher_suites: Vec::new(),
             tls_min_version: "TLS1.2".into(),
             tls_max_version: String::new(),
+            watch_progress_notify_interval_ms: 10 * 60 * 1000,
         }
     }
 }

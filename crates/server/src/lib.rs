@@ -40,6 +40,7 @@ pub mod start;
 mod state;
 mod storage;
 mod tls;
+mod watch_api;
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};

@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub request_timeout: Duration,
     /// Dials peers' URLs (peer TLS for `https://` ones).
     pub peer_dialer: ironcd_tls::Dialer,
+    /// The watchable store over `state`'s store (its observer).
+    pub watchable: Arc<ironcd_watch::WatchableStore>,
 }
 
 /// Committed entries the applier may trail by before new proposals are

@@ -233,6 +233,10 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         "starting ironcd member"
     );
     let (state, consistent_index) = State::open(&member_dir, BackendConfig::default())?;
+    let history = Arc::new(crate::watch_api::StateHistory(Arc::downgrade(&state)));
+    let watchable =
+        ironcd_watch::WatchableStore::new(history, ironcd_watch::WatchConfig::default());
+    state.set_observer(watchable.clone());
     if state.members.read().is_removed(identity.id) {
         return Err(Error::DataDir(
             "the member has been permanently removed from the cluster".into(),
@@ -297,6 +301,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
             next_request: AtomicU64::new(rand::random::<u64>() & !0xff_ffff_ffff),
             request_timeout: Duration::from_millis(rc.request_timeout_ms),
             peer_dialer: tls.peer_dialer.clone(),
+            watchable,
             cfg,
         }),
     };

@@ -87,6 +87,20 @@ impl AppliedAs for () {
     }
 }
 
+/// Who follows the store: the events of its write txns, and its
+/// replacement by a snapshot install (the watch layer's watchers then
+/// resume against the new store).
+pub trait StoreObserver: Observer {
+    /// The store was replaced; the new one is in place.
+    fn store_replaced(&self);
+}
+
+impl StoreObserver for ironcd_watch::WatchableStore {
+    fn store_replaced(&self) {
+        self.resync_all();
+    }
+}
+
 /// Shared state; see the module docs. `B` is the backend it runs on
 /// (RocksDB in the server, memory in the applier's unit tests).
 pub struct State<B: Backend = RocksBackend> {
@@ -106,7 +120,7 @@ pub struct State<B: Backend = RocksBackend> {
     pub refused: Mutex<HashMap<u64, String>>,
     /// The observer of the store's write txns (the watch layer's), kept
     /// here so that the store a snapshot install opens gets it too.
-    observer: RwLock<Option<Arc<dyn Observer>>>,
+    observer: RwLock<Option<Arc<dyn StoreObserver>>>,
     /// The backend's size on disk as last measured: measuring walks the
     /// database directory, too slow for every write's quota check, so a
     /// task refreshes it (`DB_SIZE_REFRESH_MS`).
@@ -214,12 +228,9 @@ impl<B: Backend> State<B> {
     }
 
     /// Sends the events of every write txn to `observer` from now on, on
-    /// this store and on any a snapshot install replaces it with.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the watch layer (next issue) attaches here")
-    )]
-    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+    /// this store and on any a snapshot install replaces it with (and
+    /// tells it of each replacement).
+    pub fn set_observer(&self, observer: Arc<dyn StoreObserver>) {
         let store = self.store();
         *self.observer.write() = Some(observer.clone());
         store.set_observer(observer);
@@ -300,11 +311,15 @@ impl<B: Backend> State<B> {
         self.term.fetch_max(recovered.term, Ordering::Relaxed);
         *self.members.write() = recovered.members;
         *self.alarms.write() = recovered.alarms;
-        if let Some(observer) = self.observer.read().clone() {
-            recovered.store.set_observer(observer);
+        let observer = self.observer.read().clone();
+        if let Some(observer) = &observer {
+            recovered.store.set_observer(observer.clone());
         }
         *slot = Some(recovered.store);
         drop(slot);
+        if let Some(observer) = observer {
+            observer.store_replaced();
+        }
         self.refresh_db_size();
         Ok(recovered.consistent_index)
     }

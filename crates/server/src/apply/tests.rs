@@ -46,6 +46,12 @@ impl ironcd_mvcc::Observer for Seen {
     }
 }
 
+impl crate::state::StoreObserver for Seen {
+    fn store_replaced(&self) {
+        self.0.lock().push(-1);
+    }
+}
+
 #[derive(Default)]
 struct Peers(Mutex<Vec<(u64, String)>>);
 
@@ -252,8 +258,8 @@ fn a_snapshot_from_a_peer_replaces_the_state<B: Backend>(storage: impl Storage<B
     assert!(value_of(state, "next").is_some());
     assert_eq!(
         *seen.0.lock(),
-        vec![2, 12],
-        "the observer saw writes before and after the install"
+        vec![2, -1, 12],
+        "the observer saw writes before and after the install, and the install"
     );
 }
 

@@ -84,6 +84,16 @@ pub(super) fn build_config(
             .collect(),
         tls_min_version: settings.string("tls-min-version"),
         tls_max_version: settings.string("tls-max-version"),
+        watch_progress_notify_interval_ms: u64::try_from(
+            settings.duration_ns("experimental-watch-progress-notify-interval") / 1_000_000,
+        )
+        .ok()
+        .filter(|&ms| ms > 0)
+        .ok_or_else(|| {
+            FlagError::Invalid(
+                "--experimental-watch-progress-notify-interval must be positive".into(),
+            )
+        })?,
     })
 }
 

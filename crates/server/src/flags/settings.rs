@@ -55,6 +55,13 @@ impl Settings {
         }
     }
 
+    pub(super) fn duration_ns(&self, name: &str) -> i64 {
+        match self.value(name) {
+            Value::DurationNs(value) => value,
+            other => panic!("--{name} is not a duration: {other:?}"),
+        }
+    }
+
     pub(super) fn string(&self, name: &str) -> String {
         match self.value(name) {
             Value::Str(value) => value,

@@ -198,7 +198,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     flag("experimental-enable-lease-checkpoint-persist", K::Bool, "false", S::AtDefault, "Persist lease checkpoints."),
     flag("experimental-compaction-batch-limit", K::Int, "1000", S::AtDefault, "Revisions deleted per compaction batch."),
     flag("experimental-compaction-sleep-interval", K::Duration, "10ms", S::AtDefault, "Pause between compaction batches."),
-    flag("experimental-watch-progress-notify-interval", K::Duration, "10m", S::AtDefault, "Interval of watch progress notifications."),
+    flag("experimental-watch-progress-notify-interval", K::Duration, "10m", S::Honoured, "Interval of watch progress notifications."),
     flag("experimental-downgrade-check-time", K::Duration, "5s", S::AtDefault, "Interval of downgrade checks."),
     flag("experimental-memory-mlock", K::Bool, "false", S::AtDefault, "Lock the backend in RAM."),
     flag("experimental-warning-apply-duration", K::Duration, "100ms", S::AtDefault, "Warn on applies slower than this."),

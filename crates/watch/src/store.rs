@@ -1,0 +1,551 @@
+//! The watchable store: the three groups, matching at commit, and the
+//! background loop that syncs unsynced watchers and retries victims.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ironcd_proto::mvccpb::{event::EventType, Event};
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::mpsc;
+
+use crate::group::{KeyRange, SyncedIndex, WatcherKey};
+use crate::history::{History, HistoryError};
+use crate::stream::WatchResponse;
+
+/// How often the unsynced group is synced when nothing wakes the loop
+/// sooner (etcd: 100 ms).
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Revisions a catch-up response may hold (etcd's `watchBatchMaxRevs`):
+/// a watcher that fell behind gets its backlog in few responses.
+const MAX_REVISIONS_PER_RESPONSE: usize = 1000;
+
+/// How often victims are retried while there are any (etcd: 10 ms).
+const VICTIM_RETRY: Duration = Duration::from_millis(10);
+
+/// Limits of the watchable store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Unsynced watchers synced in one pass (etcd's `maxWatchersPerSync`).
+    pub max_watchers_per_sync: usize,
+    /// Events read from the history in one pass; a revision is never split
+    /// (so a pass may read more, one revision's worth).
+    pub max_events_per_sync: usize,
+    /// Responses a stream's channel buffers before its watchers become
+    /// victims (etcd's `chanBufLen`).
+    pub stream_buffer: usize,
+    /// Watchers on the store at most (all streams); past it a create is
+    /// refused. etcd has no such bound; each watcher costs memory.
+    pub max_watchers: usize,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            max_watchers_per_sync: 512,
+            max_events_per_sync: 10_000,
+            stream_buffer: 128,
+            max_watchers: 1 << 20,
+        }
+    }
+}
+
+/// The group a watcher is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    Synced,
+    Unsynced,
+    /// Its pending response is in `Groups::victims`.
+    Victim,
+}
+
+pub(crate) struct Watcher {
+    pub range: KeyRange,
+    /// The next revision to deliver.
+    pub min_rev: i64,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub tx: mpsc::Sender<WatchResponse>,
+    group: Group,
+}
+
+impl Watcher {
+    fn wants(&self, e: &Event) -> bool {
+        let key =
+            e.kv.as_ref()
+                .map(|kv| kv.key.as_slice())
+                .unwrap_or_default();
+        if !self.range.contains(key) {
+            return false;
+        }
+        match EventType::try_from(e.r#type) {
+            Ok(EventType::Put) => !self.no_put,
+            Ok(EventType::Delete) => !self.no_delete,
+            Err(_) => true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Groups {
+    /// The newest revision whose events were matched: every synced
+    /// watcher has been sent everything up to it.
+    notified_rev: i64,
+    watchers: HashMap<WatcherKey, Watcher>,
+    synced: SyncedIndex,
+    unsynced: HashSet<WatcherKey>,
+    victims: Vec<(WatcherKey, WatchResponse)>,
+}
+
+impl Groups {
+    /// Moves `w` out of its group's index (it stays in `watchers`).
+    fn detach(&mut self, key: WatcherKey) {
+        let Some(w) = self.watchers.get(&key) else {
+            return;
+        };
+        match w.group {
+            Group::Synced => {
+                self.synced.remove(key, &w.range);
+            }
+            Group::Unsynced => {
+                self.unsynced.remove(&key);
+            }
+            Group::Victim => self.victims.retain(|(k, _)| *k != key),
+        }
+    }
+
+    fn set_group(&mut self, key: WatcherKey, group: Group) {
+        self.detach(key);
+        let Some(w) = self.watchers.get_mut(&key) else {
+            return;
+        };
+        w.group = group;
+        match group {
+            Group::Synced => self.synced.add(key, &w.range),
+            Group::Unsynced => {
+                self.unsynced.insert(key);
+            }
+            Group::Victim => {}
+        }
+    }
+
+    /// Sends `resp` to `key`'s stream; on a full buffer the watcher becomes
+    /// a victim holding it. `false` if the stream is gone.
+    fn deliver(&mut self, key: WatcherKey, resp: WatchResponse) -> bool {
+        let Some(w) = self.watchers.get(&key) else {
+            return false;
+        };
+        match w.tx.try_send(resp) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(resp)) => {
+                self.detach(key);
+                if let Some(w) = self.watchers.get_mut(&key) {
+                    w.group = Group::Victim;
+                }
+                self.victims.push((key, resp));
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.detach(key);
+                self.watchers.remove(&key);
+                false
+            }
+        }
+    }
+}
+
+struct Inner {
+    history: Arc<dyn History>,
+    config: WatchConfig,
+    groups: Mutex<Groups>,
+    /// Signalled when a watcher joins unsynced or becomes a victim.
+    wake: Condvar,
+    woken: Mutex<bool>,
+    stopping: AtomicBool,
+    next_stream: AtomicU64,
+}
+
+/// etcd's watchable store; see the crate docs. Register it as the mvcc
+/// store's observer ([`WatchableStore::on_commit`]). Its loop runs on a
+/// thread of its own until the last handle is dropped.
+pub struct WatchableStore {
+    inner: Arc<Inner>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WatchableStore {
+    /// A store reading the past from `history`.
+    pub fn new(history: Arc<dyn History>, config: WatchConfig) -> Arc<WatchableStore> {
+        let groups = Groups {
+            notified_rev: history.current_rev(),
+            ..Groups::default()
+        };
+        let inner = Arc::new(Inner {
+            history,
+            config,
+            groups: Mutex::new(groups),
+            wake: Condvar::new(),
+            woken: Mutex::new(false),
+            stopping: AtomicBool::new(false),
+            next_stream: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&inner);
+        let syncer = std::thread::Builder::new()
+            .name("watch-sync".into())
+            .spawn(move || sync_loop(weak))
+            .expect("spawning the watch sync thread");
+        Arc::new(WatchableStore {
+            inner,
+            syncer: Some(syncer),
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &WatchConfig {
+        &self.inner.config
+    }
+
+    /// The history's current revision.
+    pub fn current_rev(&self) -> i64 {
+        self.inner.history.current_rev()
+    }
+
+    /// `key` as it was at `rev`, for `prev_kv`.
+    pub fn kv_at(&self, key: &[u8], rev: i64) -> Option<ironcd_proto::mvccpb::KeyValue> {
+        self.inner.history.kv_at(key, rev)
+    }
+
+    /// Watchers in all groups.
+    pub fn watcher_count(&self) -> usize {
+        self.inner.groups.lock().watchers.len()
+    }
+
+    /// Watchers in (synced, unsynced, victim).
+    pub fn group_sizes(&self) -> (usize, usize, usize) {
+        let g = self.inner.groups.lock();
+        (g.synced.len(), g.unsynced.len(), g.victims.len())
+    }
+
+    pub(crate) fn new_stream_id(&self) -> u64 {
+        self.inner.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Matches the events of the txn committed at `rev` against the
+    /// synced watchers and sends each its share, in one response. Called
+    /// by the mvcc store, in revision order.
+    pub fn on_commit(&self, rev: i64, events: &[Event]) {
+        let mut groups = self.inner.groups.lock();
+        groups.notified_rev = groups.notified_rev.max(rev);
+        if groups.synced.len() == 0 {
+            return;
+        }
+        let mut per_watcher: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
+        let mut matched = Vec::new();
+        for e in events {
+            let Some(kv) = &e.kv else { continue };
+            matched.clear();
+            groups.synced.matching(&kv.key, &mut matched);
+            for key in &matched {
+                let Some(w) = groups.watchers.get(key) else {
+                    continue;
+                };
+                if w.min_rev > rev || !w.wants(e) {
+                    continue;
+                }
+                per_watcher.entry(*key).or_default().push(e.clone());
+            }
+        }
+        let mut victims = false;
+        for (key, events) in per_watcher {
+            let resp = WatchResponse::events(key.id, rev, events);
+            if let Some(w) = groups.watchers.get_mut(&key) {
+                w.min_rev = rev + 1;
+            }
+            groups.deliver(key, resp);
+            victims |= groups
+                .watchers
+                .get(&key)
+                .is_some_and(|w| w.group == Group::Victim);
+        }
+        drop(groups);
+        if victims {
+            self.inner.wake();
+        }
+    }
+
+    /// Every watcher goes back to unsynced, to resume from its next
+    /// revision against the history as it is now: after a snapshot
+    /// install replaced the store underneath.
+    pub fn resync_all(&self) {
+        let mut groups = self.inner.groups.lock();
+        let synced: Vec<WatcherKey> = groups
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.group == Group::Synced)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in synced {
+            groups.set_group(key, Group::Unsynced);
+        }
+        drop(groups);
+        self.inner.wake();
+    }
+
+    /// Adds a watcher; `start_rev` 0 is the next revision. Returns the
+    /// revision the store is at, or `None` at `max_watchers`.
+    pub(crate) fn watch(
+        &self,
+        key: WatcherKey,
+        range: KeyRange,
+        start_rev: i64,
+        no_put: bool,
+        no_delete: bool,
+        tx: mpsc::Sender<WatchResponse>,
+    ) -> Option<i64> {
+        let mut groups = self.inner.groups.lock();
+        if groups.watchers.len() >= self.inner.config.max_watchers {
+            return None;
+        }
+        let current = self.inner.history.current_rev();
+        let synced = start_rev == 0 || start_rev > current;
+        let min_rev = if synced {
+            start_rev.max(current + 1)
+        } else {
+            start_rev
+        };
+        groups.watchers.insert(
+            key,
+            Watcher {
+                range,
+                min_rev,
+                no_put,
+                no_delete,
+                tx,
+                group: Group::Unsynced,
+            },
+        );
+        groups.unsynced.insert(key);
+        if synced {
+            groups.set_group(key, Group::Synced);
+        }
+        drop(groups);
+        if !synced {
+            self.inner.wake();
+        }
+        Some(current)
+    }
+
+    /// Removes a watcher; `false` if it did not exist.
+    pub(crate) fn cancel(&self, key: WatcherKey) -> bool {
+        let mut groups = self.inner.groups.lock();
+        groups.detach(key);
+        groups.watchers.remove(&key).is_some()
+    }
+
+    /// Sends `tx` a progress notification (no events, `watch_id`, the
+    /// newest revision matched) if every one of `keys` is synced: then
+    /// every event up to that revision has been sent to them. Whether one
+    /// was sent.
+    pub(crate) fn progress(
+        &self,
+        keys: &[WatcherKey],
+        watch_id: crate::WatchId,
+        tx: &mpsc::Sender<WatchResponse>,
+    ) -> bool {
+        let groups = self.inner.groups.lock();
+        let synced = keys.iter().all(|k| {
+            groups
+                .watchers
+                .get(k)
+                .is_none_or(|w| w.group == Group::Synced)
+        });
+        // Under the lock: no commit's events can be matched between the
+        // check and the send.
+        synced
+            && tx
+                .try_send(WatchResponse::progress(watch_id, groups.notified_rev))
+                .is_ok()
+    }
+}
+
+impl ironcd_mvcc::Observer for WatchableStore {
+    fn on_commit(&self, rev: i64, events: &[Event]) {
+        WatchableStore::on_commit(self, rev, events);
+    }
+}
+
+impl Drop for WatchableStore {
+    fn drop(&mut self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.wake();
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
+    }
+}
+
+impl Inner {
+    fn wake(&self) {
+        *self.woken.lock() = true;
+        self.wake.notify_one();
+    }
+
+    /// Retries victims' pending responses; a watcher whose response went
+    /// out resumes through unsynced (or synced, when nothing is left).
+    fn retry_victims(&self) {
+        let mut groups = self.groups.lock();
+        if groups.victims.is_empty() {
+            return;
+        }
+        let current = self.history.current_rev();
+        let victims = std::mem::take(&mut groups.victims);
+        for (key, resp) in victims {
+            let Some(w) = groups.watchers.get(&key) else {
+                continue;
+            };
+            match w.tx.try_send(resp) {
+                Ok(()) => {
+                    let next = if w.min_rev > current {
+                        Group::Synced
+                    } else {
+                        Group::Unsynced
+                    };
+                    groups.set_group(key, next);
+                }
+                Err(mpsc::error::TrySendError::Full(resp)) => groups.victims.push((key, resp)),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    groups.watchers.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// One pass over (at most `max_watchers_per_sync`) unsynced watchers:
+    /// reads the history from their lowest next revision, delivers, and
+    /// moves those caught up to synced. Whether work is left.
+    fn sync_unsynced(&self) -> bool {
+        let (batch, from) = {
+            let groups = self.groups.lock();
+            let batch: Vec<(WatcherKey, i64)> = groups
+                .unsynced
+                .iter()
+                .take(self.config.max_watchers_per_sync)
+                .filter_map(|k| groups.watchers.get(k).map(|w| (*k, w.min_rev)))
+                .collect();
+            let Some(from) = batch.iter().map(|(_, rev)| *rev).min() else {
+                return false;
+            };
+            (batch, from)
+        };
+        let current = self.history.current_rev();
+        let read = self
+            .history
+            .events(from, current, self.config.max_events_per_sync);
+        let mut groups = self.groups.lock();
+        let (events, last) = match read {
+            Ok(read) => read,
+            Err(HistoryError::Compacted(compact)) => {
+                // Those whose next revision is gone are told and dropped;
+                // the rest are read again from a later revision.
+                for (key, min_rev) in &batch {
+                    if *min_rev < compact && groups.unsynced.contains(key) {
+                        groups.deliver(*key, WatchResponse::compacted(key.id, compact));
+                        groups.detach(*key);
+                        groups.watchers.remove(key);
+                    }
+                }
+                return !groups.unsynced.is_empty();
+            }
+            Err(HistoryError::Failed(err)) => {
+                tracing::error!(%err, "reading history for unsynced watchers failed");
+                return false;
+            }
+        };
+        for (key, _) in batch {
+            // Still unsynced (not cancelled, not moved meanwhile)?
+            if !groups.unsynced.contains(&key) {
+                continue;
+            }
+            let Some(w) = groups.watchers.get(&key) else {
+                continue;
+            };
+            let from_rev = w.min_rev;
+            // As etcd's catch-up batches: one response holds the events of
+            // up to `MAX_REVISIONS_PER_RESPONSE` revisions (never part of
+            // one), its revision the last one's.
+            let mut responses: Vec<WatchResponse> = Vec::new();
+            let mut revisions_in_last = 0;
+            for e in &events {
+                let rev = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                if rev < from_rev || !w.wants(e) {
+                    continue;
+                }
+                match responses.last_mut() {
+                    Some(r) if r.revision == rev => r.events.push(e.clone()),
+                    Some(r) if revisions_in_last < MAX_REVISIONS_PER_RESPONSE => {
+                        r.events.push(e.clone());
+                        r.revision = rev;
+                        revisions_in_last += 1;
+                    }
+                    _ => {
+                        responses.push(WatchResponse::events(key.id, rev, vec![e.clone()]));
+                        revisions_in_last = 1;
+                    }
+                }
+            }
+            // Sent up to `last`, unless a full buffer made it a victim
+            // holding one response: then it resumes after that one.
+            let mut next = last + 1;
+            let mut victim = false;
+            for resp in responses {
+                let rev = resp.revision;
+                groups.deliver(key, resp);
+                if groups
+                    .watchers
+                    .get(&key)
+                    .is_none_or(|w| w.group == Group::Victim)
+                {
+                    victim = true;
+                    next = rev + 1;
+                    break;
+                }
+            }
+            if let Some(w) = groups.watchers.get_mut(&key) {
+                w.min_rev = w.min_rev.max(next);
+            }
+            // Caught up if nothing was committed past what was read: a
+            // commit after that waits for this lock and finds it synced.
+            if !victim && last >= self.history.current_rev() {
+                groups.set_group(key, Group::Synced);
+            }
+        }
+        !groups.unsynced.is_empty() || last < current
+    }
+}
+
+/// The background loop: victims every [`VICTIM_RETRY`] while there are
+/// any, unsynced watchers every [`SYNC_INTERVAL`] or when woken.
+fn sync_loop(inner: Weak<Inner>) {
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        inner.retry_victims();
+        let more = inner.sync_unsynced();
+        let wait = if more || !inner.groups.lock().victims.is_empty() {
+            VICTIM_RETRY
+        } else {
+            SYNC_INTERVAL
+        };
+        let mut woken = inner.woken.lock();
+        if !*woken {
+            inner.wake.wait_for(&mut woken, wait);
+        }
+        *woken = false;
+    }
+}
