@@ -1,0 +1,160 @@
+//! Differential test of `etcdctl watch`: the same watch command and the
+//! same writes against a one-member etcd 3.4 cluster and a one-member
+//! ironcd cluster must print the same lines (member and cluster ids, which
+//! differ by design, are normalised). Covers a key, a prefix with
+//! `--prev-kv`, a historical `--rev` in JSON, and interactive mode.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ironcd_tests::process::scrub_env;
+use ironcd_tests::{etcdctl, ironcd, Cluster, Opts, Server, ETCDCTL_BIN};
+
+/// How long the watch may take to print what the writes caused.
+const PRINTED: Duration = Duration::from_secs(20);
+
+struct Case {
+    name: &'static str,
+    /// Writes before the watch starts.
+    before: &'static [&'static [&'static str]],
+    /// The watch command's arguments after `watch`.
+    watch: &'static [&'static str],
+    /// Interactive mode: lines for its standard input.
+    stdin: Option<&'static str>,
+    /// Writes once the watch runs.
+    after: &'static [&'static [&'static str]],
+    /// Lines the watch prints in all.
+    lines: usize,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "a key",
+        before: &[],
+        watch: &["k"],
+        stdin: None,
+        after: &[&["put", "k", "v1"], &["put", "other", "x"], &["put", "k", "v2"], &["del", "k"]],
+        // PUT, key, value per put; DELETE, key and an empty value.
+        lines: 9,
+    },
+    Case {
+        name: "a prefix with prev-kv",
+        before: &[&["put", "p/a", "0"]],
+        watch: &["--prefix", "p/", "--prev-kv"],
+        stdin: None,
+        after: &[&["put", "p/a", "1"], &["put", "p/b", "2"], &["del", "--prefix", "p/"]],
+        // The previous key and value come before the new ones.
+        lines: 18,
+    },
+    Case {
+        name: "a historical start in JSON",
+        before: &[&["put", "h", "1"], &["put", "h", "2"], &["del", "h"]],
+        watch: &["--rev=2", "h", "-w", "json"],
+        stdin: None,
+        after: &[&["put", "h", "3"]],
+        lines: 2,
+    },
+    Case {
+        name: "interactive",
+        before: &[],
+        watch: &["-i"],
+        stdin: Some("watch i\nwatch --prefix j\n"),
+        after: &[&["put", "i", "x"], &["put", "j1", "y"]],
+        lines: 6,
+    },
+];
+
+/// Replaces the ids that differ between any two clusters.
+fn normalise(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = ["\"cluster_id\":", "\"member_id\":"]
+        .iter()
+        .filter_map(|field| rest.find(field).map(|i| (i, field.len())))
+        .min()
+    {
+        let (i, len) = at;
+        out.push_str(&rest[..i + len]);
+        rest = &rest[i + len..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        out.push_str("ID");
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn spawn_watch(endpoint: &str, case: &Case) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut command = Command::new(ETCDCTL_BIN);
+    scrub_env(&mut command);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("watch")
+        .args(case.watch)
+        .stdin(if case.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn etcdctl watch");
+    if let Some(text) = case.stdin {
+        // Kept open: interactive mode exits when its input ends.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        std::mem::forget(stdin);
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, lines)
+}
+
+/// What the watch printed against `server`.
+fn transcript(server: Server, case: &Case) -> Vec<String> {
+    let cluster = Cluster::start(server, 1, Opts::default());
+    let ep = vec![cluster.host_port(0)];
+    for write in case.before {
+        assert!(etcdctl(&ep, write).status.success(), "{write:?}");
+    }
+    let (mut child, lines) = spawn_watch(&ep[0], case);
+    // The watch is in place once a write to a key nobody watches is done
+    // and a moment passed; etcdctl prints nothing on creation.
+    thread::sleep(Duration::from_millis(500));
+    for write in case.after {
+        assert!(etcdctl(&ep, write).status.success(), "{write:?}");
+    }
+    let deadline = Instant::now() + PRINTED;
+    while lines.lock().unwrap().len() < case.lines && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Anything extra would show up now.
+    thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = lines.lock().unwrap().clone();
+    got.iter().map(|l| normalise(l)).collect()
+}
+
+#[test]
+fn etcdctl_watch_prints_what_etcd_prints() {
+    for case in CASES {
+        let (etcd, ours) = thread::scope(|s| {
+            let etcd = s.spawn(|| transcript(Server::etcd(), case));
+            let ours = s.spawn(|| transcript(ironcd!(), case));
+            (etcd.join().unwrap(), ours.join().unwrap())
+        });
+        assert_eq!(etcd.len(), case.lines, "{}: etcd printed {etcd:#?}", case.name);
+        assert_eq!(ours, etcd, "{}: ironcd (left) differs from etcd (right)", case.name);
+    }
+}
