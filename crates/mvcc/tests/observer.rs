@@ -93,7 +93,10 @@ fn the_history_reads_back_the_events_observed() {
     while from <= store.current_rev() {
         let (evs, last) = store.read().events(from, i64::MAX, 5).expect("events");
         assert!(!evs.is_empty());
-        let revs: Vec<i64> = evs.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+        let revs: Vec<i64> = evs
+            .iter()
+            .map(|e| e.kv.as_ref().unwrap().mod_revision)
+            .collect();
         assert_eq!(*revs.last().unwrap(), last, "ends with a whole revision");
         batched.extend(evs);
         from = last + 1;
@@ -105,8 +108,15 @@ fn the_history_reads_back_the_events_observed() {
         .find(|e| e.r#type == EventType::Delete as i32)
         .expect("a delete");
     assert_eq!(delete.kv.as_ref().unwrap().create_revision, 0);
-    store.compact(10).expect("compact").wait().expect("compacted");
+    store
+        .compact(10)
+        .expect("compact")
+        .wait()
+        .expect("compacted");
     let err = store.read().events(9, 20, 10).unwrap_err();
-    assert!(matches!(err, ironcd_mvcc::Error::Compacted { compacted: 10, .. }), "{err}");
+    assert!(
+        matches!(err, ironcd_mvcc::Error::Compacted { compacted: 10, .. }),
+        "{err}"
+    );
     assert!(store.read().events(10, 20, 10).is_ok());
 }

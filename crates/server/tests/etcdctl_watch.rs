@@ -36,7 +36,12 @@ const CASES: &[Case] = &[
         before: &[],
         watch: &["k"],
         stdin: None,
-        after: &[&["put", "k", "v1"], &["put", "other", "x"], &["put", "k", "v2"], &["del", "k"]],
+        after: &[
+            &["put", "k", "v1"],
+            &["put", "other", "x"],
+            &["put", "k", "v2"],
+            &["del", "k"],
+        ],
         // PUT, key, value per put; DELETE, key and an empty value.
         lines: 9,
     },
@@ -45,7 +50,11 @@ const CASES: &[Case] = &[
         before: &[&["put", "p/a", "0"]],
         watch: &["--prefix", "p/", "--prev-kv"],
         stdin: None,
-        after: &[&["put", "p/a", "1"], &["put", "p/b", "2"], &["del", "--prefix", "p/"]],
+        after: &[
+            &["put", "p/a", "1"],
+            &["put", "p/b", "2"],
+            &["del", "--prefix", "p/"],
+        ],
         // The previous key and value come before the new ones.
         lines: 18,
     },
@@ -154,7 +163,16 @@ fn etcdctl_watch_prints_what_etcd_prints() {
             let ours = s.spawn(|| transcript(ironcd!(), case));
             (etcd.join().unwrap(), ours.join().unwrap())
         });
-        assert_eq!(etcd.len(), case.lines, "{}: etcd printed {etcd:#?}", case.name);
-        assert_eq!(ours, etcd, "{}: ironcd (left) differs from etcd (right)", case.name);
+        assert_eq!(
+            etcd.len(),
+            case.lines,
+            "{}: etcd printed {etcd:#?}",
+            case.name
+        );
+        assert_eq!(
+            ours, etcd,
+            "{}: ironcd (left) differs from etcd (right)",
+            case.name
+        );
     }
 }
