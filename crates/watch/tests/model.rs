@@ -111,7 +111,10 @@ fn matches(req: &WatchRequest, e: &Event) -> bool {
 
 /// Runs `ops`; returns, per watcher, what the model expects and what the
 /// watcher received.
-fn run(ops: &[Op], buffer: usize) -> Vec<(Vec<(i64, Vec<Event>)>, Vec<(i64, Vec<Event>)>)> {
+/// A watcher's responses: (revision, events) each.
+type Responses = Vec<(i64, Vec<Event>)>;
+
+fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
     let (store, watchable) = setup(WatchConfig {
         stream_buffer: buffer,
         max_events_per_sync: 7,
@@ -200,9 +203,9 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Vec<(i64, Vec<Event>)>, Vec<(i64, Vec<
     }
     // Reads only now: every stream's buffer may have filled long ago.
     let final_rev = store.current_rev();
-    let mut got: Vec<Vec<(i64, Vec<Event>)>> = watchers.iter().map(|_| Vec::new()).collect();
+    let mut got: Vec<Responses> = watchers.iter().map(|_| Vec::new()).collect();
     let deadline = Instant::now() + CATCH_UP;
-    let expected: Vec<Vec<(i64, Vec<Event>)>> = watchers
+    let expected: Vec<Responses> = watchers
         .iter()
         .map(|w| {
             history
@@ -221,12 +224,9 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Vec<(i64, Vec<Event>)>, Vec<(i64, Vec<
                 .collect()
         })
         .collect();
-    let count = |responses: &Vec<(i64, Vec<Event>)>| -> usize {
-        responses.iter().map(|(_, evs)| evs.len()).sum()
-    };
-    let done = |got: &Vec<Vec<(i64, Vec<Event>)>>| {
-        got.iter().zip(&expected).all(|(g, e)| count(g) >= count(e))
-    };
+    let count =
+        |responses: &Responses| -> usize { responses.iter().map(|(_, evs)| evs.len()).sum() };
+    let done = |got: &Vec<Responses>| got.iter().zip(&expected).all(|(g, e)| count(g) >= count(e));
     while !done(&got) && Instant::now() < deadline {
         let mut any = false;
         for (s, (_, rx)) in streams.iter_mut().enumerate() {
