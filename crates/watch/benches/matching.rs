@@ -7,23 +7,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ironcd_proto::mvccpb::{Event, KeyValue};
-use ironcd_watch::{History, HistoryError, WatchConfig, WatchRequest, WatchStream, WatchableStore};
+use ironcd_watch::{WatchConfig, WatchRequest, WatchStream, WatchableStore};
 
-/// A history that is always at revision 1 and never read (every watcher
-/// starts synced).
-struct Fixed;
-
-impl History for Fixed {
-    fn current_rev(&self) -> i64 {
-        1
-    }
-    fn events(&self, _: i64, to: i64, _: usize) -> Result<(Vec<Event>, i64), HistoryError> {
-        Ok((Vec::new(), to))
-    }
-    fn kv_at(&self, _: &[u8], _: i64) -> Option<KeyValue> {
-        None
-    }
-}
+#[path = "support/fixed.rs"]
+mod fixed;
+use fixed::Fixed;
 
 fn key(i: usize) -> Vec<u8> {
     format!("/registry/pods/{i:08}").into_bytes()

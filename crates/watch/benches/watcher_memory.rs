@@ -5,22 +5,11 @@
 
 use std::sync::Arc;
 
-use ironcd_proto::mvccpb::{Event, KeyValue};
-use ironcd_watch::{History, HistoryError, WatchConfig, WatchRequest, WatchStream, WatchableStore};
+use ironcd_watch::{WatchConfig, WatchRequest, WatchStream, WatchableStore};
 
-struct Fixed;
-
-impl History for Fixed {
-    fn current_rev(&self) -> i64 {
-        1
-    }
-    fn events(&self, _: i64, to: i64, _: usize) -> Result<(Vec<Event>, i64), HistoryError> {
-        Ok((Vec::new(), to))
-    }
-    fn kv_at(&self, _: &[u8], _: i64) -> Option<KeyValue> {
-        None
-    }
-}
+#[path = "support/fixed.rs"]
+mod fixed;
+use fixed::Fixed;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
