@@ -93,6 +93,14 @@ async fn write_load(endpoints: Vec<String>, writer: usize, count: usize) {
     }
 }
 
+/// The client URLs of every member but `skip`.
+fn endpoints_except(cluster: &Cluster, skip: usize) -> Vec<String> {
+    (0..cluster.len())
+        .filter(|&i| i != skip)
+        .map(|i| cluster.endpoint(i))
+        .collect()
+}
+
 async fn current(client: &mut Client) -> i64 {
     client
         .get("w/", None)
@@ -111,10 +119,7 @@ fn guarantees_under_failover(server: Server) {
     rt.block_on(async {
         let mut watcher = client::connect(&[cluster.endpoint(follower)], REQUEST_TIMEOUT).await;
         let mut stream = watch_all(&mut watcher, 0).await;
-        let endpoints: Vec<String> = (0..3)
-            .filter(|&i| i != leader)
-            .map(|i| cluster.endpoint(i))
-            .collect();
+        let endpoints = endpoints_except(&cluster, leader);
         let writers: Vec<_> = (0..3)
             .map(|w| tokio::spawn(write_load(endpoints.clone(), w, 60)))
             .collect();
@@ -166,10 +171,7 @@ fn ironcd_watch_on_a_follower_that_installs_a_snapshot() {
     rt.block_on(async {
         let mut watcher = client::connect(&[cluster.endpoint(follower)], REQUEST_TIMEOUT).await;
         let mut stream = watch_all(&mut watcher, 0).await;
-        let others: Vec<String> = (0..3)
-            .filter(|&i| i != follower)
-            .map(|i| cluster.endpoint(i))
-            .collect();
+        let others = endpoints_except(&cluster, follower);
         write_load(others.clone(), 0, 5).await;
         cluster.signal(follower, "STOP");
         // More than raft lets fly to a silent follower (and than the
@@ -204,10 +206,7 @@ fn resume_after_a_kill(server: Server) {
     rt.block_on(async {
         let mut first = client::connect(&[cluster.endpoint(served)], REQUEST_TIMEOUT).await;
         let mut stream = watch_all(&mut first, 0).await;
-        let rest: Vec<String> = (0..3)
-            .filter(|&i| i != served)
-            .map(|i| cluster.endpoint(i))
-            .collect();
+        let rest = endpoints_except(&cluster, served);
         write_load(rest.clone(), 0, 10).await;
         let mut writer = client::connect(&rest, REQUEST_TIMEOUT).await;
         let mid = current(&mut writer).await;
