@@ -13,6 +13,10 @@ pub const TOKEN_METADATA_KEY: &str = "token";
 pub const REQUIRE_LEADER_METADATA_KEY: &str = "hasleader";
 /// See [`REQUIRE_LEADER_METADATA_KEY`].
 pub const REQUIRE_LEADER_VALUE: &str = "true";
+/// The metadata key a member sets (to `"true"`) on a request it forwards
+/// to the leader over the peer port (a keep-alive, a TimeToLive): the
+/// receiver answers it itself or refuses, never forwards it again.
+pub const FORWARDED_METADATA_KEY: &str = "ironcd-forwarded";
 
 /// The common name of the client certificate a TLS listener verified for
 /// this connection. The listener puts it in the request's extensions; no
@@ -32,6 +36,8 @@ pub struct RequestContext {
     /// `hasleader: true`: refuse with `etcdserver: no leader` rather than
     /// wait when this member knows no leader.
     pub require_leader: bool,
+    /// Forwarded by another member ([`FORWARDED_METADATA_KEY`]).
+    pub forwarded: bool,
 }
 
 impl RequestContext {
@@ -58,6 +64,7 @@ impl RequestContext {
             client_cert_name: None,
             require_leader: text(REQUIRE_LEADER_METADATA_KEY).as_deref()
                 == Some(REQUIRE_LEADER_VALUE),
+            forwarded: text(FORWARDED_METADATA_KEY).as_deref() == Some("true"),
         }
     }
 }

@@ -1,14 +1,14 @@
-//! ironcd-api: etcd's gRPC services (KV, Cluster, Maintenance and Watch so far),
+//! ironcd-api: etcd's gRPC services (KV, Cluster, Maintenance, Watch and Lease so far),
 //! request validation with etcd's rules, and the one place errors become
 //! `tonic::Status` with etcd's exact codes and `etcdserver: …` messages.
 //!
 //! The services read each request's [`RequestContext`] (auth token, client
 //! certificate name, `hasleader`), let the server admit it
 //! ([`Admission`]), and call the traits in [`traits`] ([`KvApi`],
-//! [`ClusterApi`], [`MaintenanceApi`]) with it, which `ironcd-server`
+//! [`ClusterApi`], [`MaintenanceApi`], [`WatchApi`], [`LeaseApi`]) with it, which `ironcd-server`
 //! implements: this crate does
 //! no storage and no consensus, and depends only on `ironcd-proto`.
-//! Services not yet built (Lease, Auth, election, lock) are simply
+//! Services not yet built (Auth, election, lock) are simply
 //! not routed, so tonic answers them `Unimplemented` at once.
 //!
 //! ```
@@ -20,20 +20,21 @@
 
 mod context;
 mod error;
+mod lease;
 mod service;
 pub mod traits;
 pub mod validate;
 mod watch;
 
 pub use context::{
-    RequestContext, VerifiedClientName, REQUIRE_LEADER_METADATA_KEY, REQUIRE_LEADER_VALUE,
-    TOKEN_METADATA_KEY,
+    RequestContext, VerifiedClientName, FORWARDED_METADATA_KEY, REQUIRE_LEADER_METADATA_KEY,
+    REQUIRE_LEADER_VALUE, TOKEN_METADATA_KEY,
 };
 pub use error::EtcdError;
 pub use service::{Services, GRPC_OVERHEAD_BYTES, MAX_SEND_BYTES};
 pub use traits::{
-    Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, SnapshotChunks, WatchApi, WatchEvents,
-    WatchSession,
+    Admission, ApiResult, ClusterApi, EtcdApi, KvApi, LeaseApi, MaintenanceApi, SnapshotChunks,
+    WatchApi, WatchEvents, WatchSession,
 };
 pub use validate::Limits;
 pub use watch::INVALID_WATCH_ID;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ironcd_proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
 use ironcd_proto::etcdserverpb::kv_server::{Kv, KvServer};
+use ironcd_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
 use ironcd_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use ironcd_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use ironcd_proto::etcdserverpb::*;
@@ -11,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
-use crate::traits::{Admission, ApiResult, ClusterApi, KvApi, MaintenanceApi, WatchApi};
+use crate::traits::{ApiResult, EtcdApi};
 use crate::validate::{self, Limits};
 use crate::EtcdError;
 use crate::RequestContext;
@@ -42,7 +43,7 @@ impl<S> Clone for Services<S> {
     }
 }
 
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Services<S> {
+impl<S: EtcdApi> Services<S> {
     /// Services over `server`, checking requests against `limits`.
     pub fn new(server: Arc<S>, limits: Limits) -> Self {
         Self { server, limits }
@@ -56,7 +57,7 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Services<S> 
     }
 
     /// The gRPC routes of every service ironcd serves. Services not added
-    /// here (Watch, Lease, Auth, …) answer `Unimplemented`.
+    /// here (Auth, Election, Lock) answer `Unimplemented`.
     pub fn routes(&self) -> Routes {
         let recv = (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
         Routes::new(
@@ -79,11 +80,21 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Services<S> 
                 .max_decoding_message_size(recv)
                 .max_encoding_message_size(MAX_SEND_BYTES),
         )
+        .add_service(self.lease_service())
+    }
+
+    /// The Lease service alone: members serve it on the peer port too,
+    /// where followers forward keep-alives and TimeToLive to the leader.
+    pub fn lease_service(&self) -> LeaseServer<Self> {
+        let recv = (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
+        LeaseServer::new(self.clone())
+            .max_decoding_message_size(recv)
+            .max_encoding_message_size(MAX_SEND_BYTES)
     }
 }
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Kv for Services<S> {
+impl<S: EtcdApi> Kv for Services<S> {
     async fn range(&self, r: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let ctx = self.admit(&r).await?;
         let r = r.into_inner();
@@ -125,7 +136,7 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Kv for Servi
 }
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Cluster for Services<S> {
+impl<S: EtcdApi> Cluster for Services<S> {
     async fn member_add(
         &self,
         r: Request<MemberAddRequest>,
@@ -171,7 +182,7 @@ type SnapshotStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Maintenance for Services<S> {
+impl<S: EtcdApi> Maintenance for Services<S> {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let ctx = self.admit(&r).await?;
         reply(self.server.alarm(&ctx, r.into_inner()).await)
@@ -229,7 +240,7 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Maintenance 
 }
 
 #[tonic::async_trait]
-impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Watch for Services<S> {
+impl<S: EtcdApi> Watch for Services<S> {
     type WatchStream = crate::watch::WatchStream;
 
     async fn watch(
@@ -247,5 +258,66 @@ impl<S: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi> Watch for Se
             // etcd cuts fragments at the request limit plus gRPC's overhead.
             (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize,
         )))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: EtcdApi> Lease for Services<S> {
+    async fn lease_grant(
+        &self,
+        r: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply(self.server.lease_grant(&ctx, r.into_inner()).await)
+    }
+
+    async fn lease_revoke(
+        &self,
+        r: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply(self.server.lease_revoke(&ctx, r.into_inner()).await)
+    }
+
+    type LeaseKeepAliveStream = crate::lease::KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        r: Request<tonic::Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let ctx = self.admit(&r).await?;
+        Ok(Response::new(crate::lease::serve(
+            self.server.clone(),
+            ctx,
+            r.into_inner(),
+        )))
+    }
+
+    /// An unknown lease is an answer, not an error: TTL -1 (etcd's).
+    async fn lease_time_to_live(
+        &self,
+        r: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        let r = r.into_inner();
+        let id = r.id;
+        let mut resp = match self.server.lease_time_to_live(&ctx, r).await {
+            Err(EtcdError::LeaseNotFound) => LeaseTimeToLiveResponse {
+                id,
+                ttl: -1,
+                ..LeaseTimeToLiveResponse::default()
+            },
+            other => other?,
+        };
+        resp.header = Some(self.server.lease_header());
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        r: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply(self.server.lease_leases(&ctx).await)
     }
 }

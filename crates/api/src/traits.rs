@@ -193,3 +193,48 @@ pub trait WatchApi: Send + Sync + 'static {
     /// it does not).
     fn has_leader(&self) -> impl Future<Output = bool> + Send;
 }
+
+/// etcd's Lease service. Grant and revoke go through the log; a renewal
+/// and TimeToLive are answered by the leader's lessor (a follower forwards
+/// them); the lease list is this member's.
+pub trait LeaseApi: Send + Sync + 'static {
+    /// LeaseGrant (id 0: the server picks one).
+    fn lease_grant(
+        &self,
+        ctx: &RequestContext,
+        r: LeaseGrantRequest,
+    ) -> impl Future<Output = ApiResult<LeaseGrantResponse>> + Send;
+    /// LeaseRevoke: the lease and every key attached to it.
+    fn lease_revoke(
+        &self,
+        ctx: &RequestContext,
+        r: LeaseRevokeRequest,
+    ) -> impl Future<Output = ApiResult<LeaseRevokeResponse>> + Send;
+    /// One keep-alive: renews lease `id`; its TTL, or `LeaseNotFound` for
+    /// a lease that is gone or expired (the stream answers TTL 0).
+    fn lease_renew(
+        &self,
+        ctx: &RequestContext,
+        id: i64,
+    ) -> impl Future<Output = ApiResult<i64>> + Send;
+    /// LeaseTimeToLive; `LeaseNotFound` for an unknown lease (the service
+    /// answers TTL -1).
+    fn lease_time_to_live(
+        &self,
+        ctx: &RequestContext,
+        r: LeaseTimeToLiveRequest,
+    ) -> impl Future<Output = ApiResult<LeaseTimeToLiveResponse>> + Send;
+    /// LeaseLeases.
+    fn lease_leases(
+        &self,
+        ctx: &RequestContext,
+    ) -> impl Future<Output = ApiResult<LeaseLeasesResponse>> + Send;
+    /// The header of a response made now (keep-alives, TimeToLive).
+    fn lease_header(&self) -> ResponseHeader;
+}
+
+/// Every service trait a server implements to be served by
+/// [`crate::Services`].
+pub trait EtcdApi: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi + LeaseApi {}
+
+impl<T: Admission + KvApi + ClusterApi + MaintenanceApi + WatchApi + LeaseApi> EtcdApi for T {}

@@ -34,7 +34,7 @@ const PROGRESS_RETRY: Duration = Duration::from_millis(100);
 
 /// How often a stream with `hasleader` checks that its member still knows a
 /// leader.
-const LEADER_CHECK: Duration = Duration::from_millis(500);
+pub(crate) const LEADER_CHECK: Duration = Duration::from_millis(500);
 
 /// What the service hands tonic.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;

@@ -186,6 +186,11 @@ pub struct ServerConfig {
     pub tls_max_version: String,
     /// `--experimental-watch-progress-notify-interval`, ms.
     pub watch_progress_notify_interval_ms: u64,
+    /// `--experimental-enable-lease-checkpoint`: the leader checkpoints
+    /// long leases' remaining TTLs through raft.
+    pub lease_checkpoint: bool,
+    /// `--experimental-lease-checkpoint-interval`, ms.
+    pub lease_checkpoint_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -221,6 +226,8 @@ impl Default for ServerConfig {
             tls_min_version: "TLS1.2".into(),
             tls_max_version: String::new(),
             watch_progress_notify_interval_ms: 10 * 60 * 1000,
+            lease_checkpoint: false,
+            lease_checkpoint_interval_ms: 5 * 60 * 1000,
         }
     }
 }

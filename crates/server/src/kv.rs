@@ -18,8 +18,7 @@ use ironcd_proto::etcdserverpb::{
 };
 use ironcd_proto::mvccpb::KeyValue;
 
-/// Whether a lease exists (the lessor's answer; until the Lease service
-/// lands there are none).
+/// Whether a lease exists (the lessor's answer).
 pub type LeaseLookup<'a> = &'a dyn Fn(i64) -> bool;
 
 /// Maps an mvcc error to etcd's.

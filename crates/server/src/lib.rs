@@ -28,6 +28,8 @@ pub mod flags;
 mod http;
 mod kv;
 mod kv_api;
+mod lease_api;
+mod lease_expiry;
 mod listen;
 mod maintenance_api;
 mod members;

@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub peer_dialer: ironcd_tls::Dialer,
     /// The watchable store over `state`'s store (its observer).
     pub watchable: Arc<ironcd_watch::WatchableStore>,
+    /// The channel to the leader's peer URL that keep-alives and
+    /// TimeToLive are forwarded on, with the leader it goes to.
+    pub lease_forward: parking_lot::Mutex<Option<(u64, tonic::transport::Channel)>>,
 }
 
 /// Committed entries the applier may trail by before new proposals are

@@ -158,6 +158,25 @@ pub fn host_port(url: &str) -> Result<String> {
     crate::flags::listen_authority(url).map_err(Error::Config)
 }
 
+/// The lessor as the flags set it: etcd's minimum TTL from the election
+/// timeout, checkpoints when enabled.
+fn lessor(cfg: &ServerConfig) -> Result<ironcd_lease::Lessor> {
+    let lc = ironcd_lease::LessorConfig {
+        min_ttl_s: ironcd_lease::LessorConfig::min_ttl_s_for(
+            (cfg.election_ms / cfg.heartbeat_ms).max(2),
+            cfg.heartbeat_ms,
+        ),
+        checkpointing: cfg.lease_checkpoint,
+        checkpoint_interval: Duration::from_millis(cfg.lease_checkpoint_interval_ms),
+        ..ironcd_lease::LessorConfig::default()
+    };
+    lc.validate().map_err(Error::Config)?;
+    Ok(ironcd_lease::Lessor::new(
+        lc,
+        Arc::new(ironcd_lease::MonotonicClock::new()),
+    ))
+}
+
 fn raft_config(cfg: &ServerConfig, identity: &Identity) -> Config {
     let mut rc = Config::new(identity.id, identity.cluster_id);
     rc.initial_voters = identity.voters.clone();
@@ -232,7 +251,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         cluster_id = %format!("{:x}", identity.cluster_id), data_dir = %cfg.data_dir.display(),
         "starting ironcd member"
     );
-    let (state, consistent_index) = State::open(&member_dir, BackendConfig::default())?;
+    let (state, consistent_index) =
+        State::open(&member_dir, BackendConfig::default(), lessor(&cfg)?)?;
     let history = Arc::new(crate::watch_api::StateHistory(Arc::downgrade(&state)));
     let watchable =
         ironcd_watch::WatchableStore::new(history, ironcd_watch::WatchConfig::default());
@@ -302,6 +322,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
             request_timeout: Duration::from_millis(rc.request_timeout_ms),
             peer_dialer: tls.peer_dialer.clone(),
             watchable,
+            lease_forward: parking_lot::Mutex::new(None),
             cfg,
         }),
     };
@@ -326,6 +347,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     running
         .tasks
         .push(tokio::spawn(refresh_db_size(server.clone())));
+    running
+        .tasks
+        .push(tokio::spawn(crate::lease_expiry::run(server.clone())));
     running.tasks.push(tokio::spawn(publish(server)));
     Ok(running)
 }
@@ -342,6 +366,7 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
     let peer_routes = || {
         tonic::service::Routes::new(server.inner.transport.service())
             .add_service(ClusterServer::new(services.clone()))
+            .add_service(services.lease_service())
             .into_axum_router()
     };
     let client_routes = || {

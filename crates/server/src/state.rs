@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use ironcd_api::EtcdError;
 use ironcd_backend::{Backend, BackendConfig, BatchTx, Bucket, ReadTx, RocksBackend};
+use ironcd_lease::Lessor;
 use ironcd_mvcc::{CompactionWait, Observer, Store, StoreConfig};
 use ironcd_proto::etcdserverpb::{
-    AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, TxnResponse,
+    AlarmMember, AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse,
+    LeaseGrantResponse, LeaseRevokeResponse, PutResponse, TxnResponse,
 };
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use prost::Message;
@@ -38,6 +40,12 @@ pub enum Applied {
     Compact(CompactionResponse, Option<CompactionWait>),
     /// An Alarm change.
     Alarm(AlarmResponse),
+    /// A LeaseGrant.
+    LeaseGrant(LeaseGrantResponse),
+    /// A LeaseRevoke.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// A LeaseCheckpoint.
+    LeaseCheckpoint(LeaseCheckpointResponse),
     /// A membership record change.
     Done,
 }
@@ -70,6 +78,9 @@ applied_as!(
     DeleteRangeResponse => Delete,
     TxnResponse => Txn,
     AlarmResponse => Alarm,
+    LeaseGrantResponse => LeaseGrant,
+    LeaseRevokeResponse => LeaseRevoke,
+    LeaseCheckpointResponse => LeaseCheckpoint,
 );
 
 impl AppliedAs for (CompactionResponse, Option<CompactionWait>) {
@@ -110,6 +121,8 @@ pub struct State<B: Backend = RocksBackend> {
     pub members: RwLock<Members>,
     /// Raised alarms.
     pub alarms: RwLock<BTreeSet<(u64, i32)>>,
+    /// Leases and their keys, as of the applied index.
+    pub lessor: Arc<Lessor>,
     /// The applied index; readers wait on it.
     pub applied: watch::Sender<u64>,
     /// The term of the newest applied entry (the header's `raft_term`).
@@ -176,7 +189,8 @@ fn recover_alarms<B: Backend>(backend: &B) -> Result<BTreeSet<(u64, i32)>> {
 /// Everything the state derives from a backend. A start and a snapshot
 /// install both build it the same way, each component recovering itself
 /// from the backend (etcd's `kv.Restore`, `cluster.Recover`, the alarm
-/// store's restore; the lessor and auth store join here).
+/// store's restore; the lessor through [`recover_leases`]; the auth store
+/// joins here).
 struct Recovered<B: Backend> {
     consistent_index: u64,
     term: u64,
@@ -197,25 +211,62 @@ impl<B: Backend> Recovered<B> {
     }
 }
 
+/// Loads `lessor` from the `lease` bucket, then attaches every live key
+/// that names a lease to it (the store holds the attachments; etcd's mvcc
+/// restore does the same).
+fn recover_leases<B: Backend>(lessor: &Lessor, store: &Store<B>) -> Result<()> {
+    lessor
+        .recover(&store.backend().read_tx())
+        .map_err(|e| Error::Corrupt(format!("lease bucket: {e}")))?;
+    let all = store.range(&[], Some(&[]), ironcd_mvcc::RangeOptions::default())?;
+    for kv in all
+        .kvs
+        .iter()
+        .filter(|kv| kv.lease != ironcd_lease::NO_LEASE)
+    {
+        if !lessor.exists(kv.lease) {
+            return Err(Error::Corrupt(format!(
+                "key {:?} is bound to lease {:x}, which the lease bucket does not hold",
+                String::from_utf8_lossy(&kv.key),
+                kv.lease
+            )));
+        }
+        lessor.attach_key(&kv.key, kv.lease);
+    }
+    Ok(())
+}
+
 impl State {
-    /// Opens the backend and store under `member_dir` (RocksDB); returns
-    /// the state and the consistent index it is at.
-    pub fn open(member_dir: &Path, backend_config: BackendConfig) -> Result<(Arc<State>, u64)> {
-        State::with_storage(Box::new(RocksStorage::new(member_dir, backend_config)?))
+    /// Opens the backend and store under `member_dir` (RocksDB) with
+    /// `lessor`; returns the state and the consistent index it is at.
+    pub fn open(
+        member_dir: &Path,
+        backend_config: BackendConfig,
+        lessor: Lessor,
+    ) -> Result<(Arc<State>, u64)> {
+        State::with_storage(
+            Box::new(RocksStorage::new(member_dir, backend_config)?),
+            lessor,
+        )
     }
 }
 
 impl<B: Backend> State<B> {
     /// Opens the backend `storage` holds and the store over it; returns the
     /// state and the consistent index it is at.
-    pub fn with_storage(storage: Box<dyn Storage<B>>) -> Result<(Arc<State<B>>, u64)> {
+    pub fn with_storage(
+        storage: Box<dyn Storage<B>>,
+        lessor: Lessor,
+    ) -> Result<(Arc<State<B>>, u64)> {
         let recovered = Recovered::from_backend(storage.open()?)?;
+        recover_leases(&lessor, &recovered.store)?;
         let consistent_index = recovered.consistent_index;
         let state = State {
             storage,
             store: RwLock::new(Some(recovered.store)),
             members: RwLock::new(recovered.members),
             alarms: RwLock::new(recovered.alarms),
+            lessor: Arc::new(lessor),
             applied: watch::channel(consistent_index).0,
             term: AtomicU64::new(recovered.term),
             waits: Mutex::new(HashMap::new()),
@@ -308,6 +359,7 @@ impl<B: Backend> State<B> {
         let mut slot = self.store.write();
         drop(slot.take());
         let recovered = Recovered::from_backend(self.storage.install(fresh)?)?;
+        recover_leases(&self.lessor, &recovered.store)?;
         self.term.fetch_max(recovered.term, Ordering::Relaxed);
         *self.members.write() = recovered.members;
         *self.alarms.write() = recovered.alarms;

@@ -9,29 +9,26 @@ use ironcd_proto::etcdserverpb::{
     TxnRequest,
 };
 
+use super::lease::track_leases;
 use super::{At, Domains};
 use crate::kv;
 use crate::state::{write_consistent_index, Applied, Outcome};
 
-/// Leases that exist. There is no lessor yet, so none do and a Put with a
-/// lease is refused as etcd refuses an unknown one.
-fn no_leases(_: i64) -> bool {
-    false
-}
-
 impl<B: Backend> Domains<'_, B> {
     /// Runs `f` in one mvcc write txn that also records the index; on an
-    /// error nothing but the index is written.
+    /// error nothing but the index is written. The lessor follows the
+    /// keys the txn wrote.
     fn write_kv(&self, at: At, f: impl FnOnce(&mut TxnWrite<'_, B>) -> Outcome) -> Outcome {
         let store = self.state.store();
         let mut txn = store.write();
         let outcome = f(&mut txn);
+        track_leases(&self.state.lessor, txn.changes());
         write_consistent_index(txn.backend_tx(), at.index, at.term);
         outcome
     }
 
     pub(super) fn put(&self, at: At, p: &PutRequest) -> Outcome {
-        if p.lease != 0 && !no_leases(p.lease) {
+        if p.lease != 0 && !self.state.lessor.exists(p.lease) {
             self.mark_only(at);
             return Err(ironcd_api::EtcdError::LeaseNotFound);
         }
@@ -44,8 +41,10 @@ impl<B: Backend> Domains<'_, B> {
 
     pub(super) fn txn(&self, at: At, t: &TxnRequest) -> Outcome {
         let store = self.state.store();
-        let result = match kv::txn_write(&store, t, &no_leases) {
+        let lessor = &self.state.lessor;
+        let result = match kv::txn_write(&store, t, &|id| lessor.exists(id)) {
             Ok((mut txn, response)) => {
+                track_leases(lessor, txn.changes());
                 write_consistent_index(txn.backend_tx(), at.index, at.term);
                 Ok(Applied::Txn(response))
             }

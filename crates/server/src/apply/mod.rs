@@ -14,6 +14,8 @@
 mod alarm;
 mod cluster;
 mod kv;
+mod lease;
+pub(crate) use lease::lease_error;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +26,8 @@ use ironcd_api::EtcdError;
 use ironcd_backend::{Backend, RocksBackend};
 use ironcd_proto::etcdserverpb::{
     AlarmRequest, AlarmType, ClusterMemberAttrSetRequest, CompactionRequest, DeleteRangeRequest,
-    InternalRaftRequest, MemberUpdateRequest, PutRequest, TxnRequest,
+    InternalRaftRequest, LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest,
+    MemberUpdateRequest, PutRequest, TxnRequest,
 };
 use ironcd_raft_node::{
     Apply, ApplyStream, Committed, CommittedKind, GrpcTransport, RaftNode, SnapshotData,
@@ -96,6 +99,9 @@ pub(crate) trait RequestApplier {
     fn alarm(&self, at: At, r: &AlarmRequest) -> Outcome;
     fn member_attr_set(&self, at: At, r: &ClusterMemberAttrSetRequest) -> Outcome;
     fn member_update(&self, at: At, r: &MemberUpdateRequest) -> Outcome;
+    fn lease_grant(&self, at: At, r: &LeaseGrantRequest) -> Outcome;
+    fn lease_revoke(&self, at: At, r: &LeaseRevokeRequest) -> Outcome;
+    fn lease_checkpoint(&self, at: At, r: &LeaseCheckpointRequest) -> Outcome;
     /// An entry with no effect (or a refused one) still moves the index.
     fn mark_only(&self, at: At);
     /// The backend the state runs on.
@@ -125,6 +131,12 @@ pub(crate) fn dispatch(
         applier.member_attr_set(at, r)
     } else if let Some(r) = &req.member_update {
         applier.member_update(at, r)
+    } else if let Some(r) = &req.lease_grant {
+        applier.lease_grant(at, r)
+    } else if let Some(r) = &req.lease_revoke {
+        applier.lease_revoke(at, r)
+    } else if let Some(r) = &req.lease_checkpoint {
+        applier.lease_checkpoint(at, r)
     } else {
         applier.mark_only(at);
         Err(EtcdError::Unimplemented("this request type"))
@@ -167,6 +179,15 @@ impl<B: Backend> RequestApplier for Domains<'_, B> {
     }
     fn member_update(&self, at: At, r: &MemberUpdateRequest) -> Outcome {
         Domains::member_update(self, at, r)
+    }
+    fn lease_grant(&self, at: At, r: &LeaseGrantRequest) -> Outcome {
+        Domains::lease_grant(self, at, r)
+    }
+    fn lease_revoke(&self, at: At, r: &LeaseRevokeRequest) -> Outcome {
+        Domains::lease_revoke(self, at, r)
+    }
+    fn lease_checkpoint(&self, at: At, r: &LeaseCheckpointRequest) -> Outcome {
+        Domains::lease_checkpoint(self, at, r)
     }
     fn mark_only(&self, at: At) {
         Domains::mark_only(self, at)
@@ -225,6 +246,21 @@ impl<A: RequestApplier> RequestApplier for Quota<A> {
     }
     fn member_update(&self, at: At, r: &MemberUpdateRequest) -> Outcome {
         self.0.member_update(at, r)
+    }
+    /// etcd's quota applier grants the lease, then answers NOSPACE.
+    fn lease_grant(&self, at: At, r: &LeaseGrantRequest) -> Outcome {
+        let nospace = self.nospace();
+        let outcome = self.0.lease_grant(at, r);
+        match outcome {
+            Ok(_) if nospace => Err(EtcdError::NoSpace),
+            other => other,
+        }
+    }
+    fn lease_revoke(&self, at: At, r: &LeaseRevokeRequest) -> Outcome {
+        self.0.lease_revoke(at, r)
+    }
+    fn lease_checkpoint(&self, at: At, r: &LeaseCheckpointRequest) -> Outcome {
+        self.0.lease_checkpoint(at, r)
     }
     fn mark_only(&self, at: At) {
         self.0.mark_only(at)

@@ -77,9 +77,17 @@ struct Member0<B: Backend = MemBackend> {
     sink: Arc<Sink>,
 }
 
+/// A lessor on the machine's clock, with etcd's defaults.
+fn test_lessor() -> ironcd_lease::Lessor {
+    ironcd_lease::Lessor::new(
+        ironcd_lease::LessorConfig::default(),
+        Arc::new(ironcd_lease::MonotonicClock::new()),
+    )
+}
+
 /// A member over `storage`; opening a clone of it again is a restart.
 fn open<B: Backend>(storage: impl Storage<B>) -> Member0<B> {
-    let (state, consistent_index) = State::with_storage(Box::new(storage)).unwrap();
+    let (state, consistent_index) = State::with_storage(Box::new(storage), test_lessor()).unwrap();
     let sink = Arc::new(Sink::default());
     Member0 {
         applier: Applier {
@@ -343,4 +351,169 @@ fn alarms_apply_for_any_member_id_and_nospace_refuses_puts() {
         "the refused entry is applied"
     );
     assert!(m.sink.durable.lock().is_empty());
+}
+
+fn grant_entry(index: u64, id: i64, ttl: i64) -> Committed {
+    let req = InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: index,
+            ..Default::default()
+        }),
+        lease_grant: Some(ironcd_proto::etcdserverpb::LeaseGrantRequest { ttl, id }),
+        ..Default::default()
+    };
+    entry_of(index, req)
+}
+
+fn revoke_entry(index: u64, id: i64) -> Committed {
+    let req = InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: index,
+            ..Default::default()
+        }),
+        lease_revoke: Some(ironcd_proto::etcdserverpb::LeaseRevokeRequest { id }),
+        ..Default::default()
+    };
+    entry_of(index, req)
+}
+
+fn leased_put_entry(index: u64, key: &str, lease: i64) -> Committed {
+    let req = InternalRaftRequest {
+        header: Some(RequestHeader {
+            id: index,
+            ..Default::default()
+        }),
+        put: Some(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            lease,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    entry_of(index, req)
+}
+
+/// Applies `entry` and returns the outcome its proposer would receive.
+fn outcome_of<B: Backend>(
+    m: &mut Member0<B>,
+    rt: &tokio::runtime::Runtime,
+    entry: Committed,
+) -> crate::state::Outcome {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    m.applier.state.waits.lock().insert(entry.index, tx);
+    rt.block_on(m.applier.apply(Apply::Entries(vec![entry])));
+    rx.try_recv().expect("the entry's proposer is answered")
+}
+
+#[test]
+fn leases_bind_keys_and_a_revoke_deletes_them_in_one_revision() {
+    let rt = rt();
+    let storage = MemStorage::default();
+    let mut m = open(storage.clone());
+    let seen = Arc::new(Seen::default());
+    m.applier.state.set_observer(seen.clone());
+    match outcome_of(&mut m, &rt, grant_entry(2, 0x51, 1)) {
+        Ok(Applied::LeaseGrant(r)) => assert_eq!((r.id, r.ttl), (0x51, 2), "raised to the minimum"),
+        _ => panic!("a grant answers with its lease"),
+    }
+    assert!(matches!(
+        outcome_of(&mut m, &rt, grant_entry(3, 0x51, 60)),
+        Err(ironcd_api::EtcdError::LeaseExist)
+    ));
+    assert!(matches!(
+        outcome_of(&mut m, &rt, leased_put_entry(4, "nolease", 0x99)),
+        Err(ironcd_api::EtcdError::LeaseNotFound)
+    ));
+    assert_eq!(
+        m.applier.state.applied_index(),
+        4,
+        "a refused entry still moves the index"
+    );
+    let puts = (5..=7)
+        .map(|i| leased_put_entry(i, &format!("svc/{i}"), 0x51))
+        .collect();
+    rt.block_on(m.applier.apply(Apply::Entries(puts)));
+    // Re-put without the lease: the key leaves the lease.
+    rt.block_on(
+        m.applier
+            .apply(Apply::Entries(vec![put_entry(8, "svc/7", "free")])),
+    );
+    let lessor = m.applier.state.lessor.clone();
+    let keys = lessor.time_to_live(0x51, true).unwrap().keys;
+    assert_eq!(keys, vec![b"svc/5".to_vec(), b"svc/6".to_vec()]);
+
+    // A restart recovers the lease and its keys from the backend.
+    m.applier.state.store().backend().force_commit().unwrap();
+    drop(m);
+    let mut m = open(storage);
+    let lessor = m.applier.state.lessor.clone();
+    assert_eq!(lessor.time_to_live(0x51, true).unwrap().keys, keys);
+    assert_eq!(lessor.time_to_live(0x51, false).unwrap().granted_ttl_s, 2);
+    let seen = Arc::new(Seen::default());
+    m.applier.state.set_observer(seen.clone());
+    match outcome_of(&mut m, &rt, revoke_entry(9, 0x51)) {
+        Ok(Applied::LeaseRevoke(r)) => assert_eq!(r.header.unwrap().revision, 6),
+        _ => panic!("a revoke answers with its revision"),
+    }
+    assert_eq!(*seen.0.lock(), vec![6], "both keys go in one revision");
+    assert!(value_of(&m.applier.state, "svc/5").is_none());
+    assert!(value_of(&m.applier.state, "svc/6").is_none());
+    assert!(
+        value_of(&m.applier.state, "svc/7").is_some(),
+        "no longer bound"
+    );
+    assert!(!lessor.exists(0x51));
+    assert!(matches!(
+        outcome_of(&mut m, &rt, revoke_entry(10, 0x51)),
+        Err(ironcd_api::EtcdError::LeaseNotFound)
+    ));
+}
+
+#[test]
+fn a_snapshot_install_recovers_leases_and_their_keys() {
+    let rt = rt();
+    let mut leader = in_memory();
+    rt.block_on(leader.applier.apply(Apply::Entries(vec![
+        grant_entry(2, 0x61, 600),
+        leased_put_entry(3, "leased", 0x61),
+    ])));
+    let file_dir = tempfile::tempdir().unwrap();
+    let file = file_dir.path().join("0000000000000003.snap.db");
+    {
+        let mut out = std::fs::File::create(&file).unwrap();
+        leader
+            .applier
+            .state
+            .write_backend_snapshot(&mut |_| Ok(()), &mut out)
+            .unwrap();
+    }
+    let mut follower = in_memory();
+    rt.block_on(
+        follower
+            .applier
+            .apply(Apply::Entries(vec![grant_entry(2, 0x99, 60)])),
+    );
+    rt.block_on(follower.applier.apply(Apply::Snapshot(SnapshotData {
+        index: 3,
+        term: 2,
+        membership: Membership::default(),
+        payload: SnapshotPayload::File(file),
+    })));
+    let lessor = follower.applier.state.lessor.clone();
+    assert_eq!(
+        lessor.leases(),
+        vec![0x61],
+        "the follower's own lease went with its state"
+    );
+    assert_eq!(
+        lessor.time_to_live(0x61, true).unwrap().keys,
+        vec![b"leased".to_vec()]
+    );
+    rt.block_on(
+        follower
+            .applier
+            .apply(Apply::Entries(vec![revoke_entry(4, 0x61)])),
+    );
+    assert!(value_of(&follower.applier.state, "leased").is_none());
 }

@@ -94,6 +94,17 @@ pub(super) fn build_config(
                 "--experimental-watch-progress-notify-interval must be positive".into(),
             )
         })?,
+        lease_checkpoint: settings.bool("experimental-enable-lease-checkpoint"),
+        lease_checkpoint_interval_ms: u64::try_from(
+            settings.duration_ns("experimental-lease-checkpoint-interval") / 1_000_000,
+        )
+        .ok()
+        .filter(|&ms| ms >= 1000)
+        .ok_or_else(|| {
+            FlagError::Invalid(
+                "--experimental-lease-checkpoint-interval must be at least 1s".into(),
+            )
+        })?,
     })
 }
 

@@ -1,0 +1,112 @@
+//! The leader's side of leases: the lessor is promoted when this member
+//! becomes leader (every lease extended by an election timeout) and
+//! demoted when it stops; while it leads, every [`TICK_INTERVAL`] the
+//! lessor hands out expired leases, which go over a bounded channel to a
+//! revoker that proposes their revokes at most `revoke_rate_per_s` a
+//! second, and due checkpoints, which are proposed at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ironcd_lease::{LeaseId, EXPIRED_CHANNEL_CAPACITY, TICK_INTERVAL};
+use ironcd_proto::etcdserverpb::{InternalRaftRequest, LeaseRevokeRequest};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::server::EtcdServer;
+
+/// How often a member checks whether it leads.
+pub const LEADERSHIP_POLL: Duration = Duration::from_millis(100);
+/// Revoke proposals of expired leases in flight at once, at most.
+pub const MAX_REVOKES_IN_FLIGHT: usize = 1024;
+/// The revoker spends its rate in slots of this length.
+const REVOKE_SLOT: Duration = Duration::from_millis(100);
+
+/// Runs until the member stops (the task is aborted).
+pub(crate) async fn run(server: EtcdServer) {
+    let (expired_tx, expired_rx) = mpsc::channel(EXPIRED_CHANNEL_CAPACITY);
+    tokio::join!(
+        follow_leadership(server.clone(), expired_tx),
+        revoke_expired(server, expired_rx)
+    );
+}
+
+async fn follow_leadership(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId>>) {
+    let lessor = server.state().lessor.clone();
+    let extend = Duration::from_millis(server.inner.cfg.election_ms);
+    let max_expired = (lessor.config().revoke_rate_per_s / 2).max(1) as usize;
+    let mut poll = tokio::time::interval(LEADERSHIP_POLL);
+    let mut last_tick = Instant::now();
+    loop {
+        poll.tick().await;
+        let leading = server.leader().await == server.id();
+        match (leading, lessor.is_primary()) {
+            (true, false) => {
+                tracing::info!("leading: the lessor expires leases from now on");
+                lessor.promote(extend);
+            }
+            (false, true) => {
+                tracing::info!("no longer leading: the lessor stops expiring leases");
+                lessor.demote();
+            }
+            _ => {}
+        }
+        if !leading || last_tick.elapsed() < TICK_INTERVAL {
+            continue;
+        }
+        last_tick = Instant::now();
+        let tick = lessor.tick(max_expired);
+        if !tick.expired.is_empty() && expired.try_send(tick.expired).is_err() {
+            // Handed out again after the expiry retry.
+            tracing::debug!("expired leases wait: the revoker is behind");
+        }
+        if !tick.checkpoints.is_empty() {
+            let server = server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.propose_checkpoints(tick.checkpoints).await {
+                    tracing::debug!(error = %e, "proposing lease checkpoints");
+                }
+            });
+        }
+    }
+}
+
+async fn revoke_expired(server: EtcdServer, mut expired: mpsc::Receiver<Vec<LeaseId>>) {
+    let rate = server.state().lessor.config().revoke_rate_per_s;
+    let per_slot = ((u64::from(rate) * REVOKE_SLOT.as_millis() as u64) / 1000).max(1) as usize;
+    let in_flight = Arc::new(Semaphore::new(MAX_REVOKES_IN_FLIGHT));
+    let mut slot = tokio::time::interval(REVOKE_SLOT);
+    // Holds one batch at most: the next is taken only when it is empty.
+    let mut pending: VecDeque<LeaseId> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match expired.recv().await {
+                Some(batch) => pending.extend(batch),
+                None => return,
+            }
+        }
+        slot.tick().await;
+        let take = per_slot.min(pending.len());
+        for id in pending.drain(..take) {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let server = server.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let req = InternalRaftRequest {
+                    lease_revoke: Some(LeaseRevokeRequest { id }),
+                    ..Default::default()
+                };
+                match server.propose(req).await {
+                    Ok(_) => {
+                        tracing::debug!(lease = %format!("{id:x}"), "revoked an expired lease")
+                    }
+                    Err(e) => {
+                        tracing::debug!(lease = %format!("{id:x}"), error = %e, "revoking an expired lease")
+                    }
+                }
+            });
+        }
+    }
+}
