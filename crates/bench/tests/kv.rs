@@ -130,41 +130,6 @@ async fn errors_are_counted_and_shown() {
     server.stop().await;
 }
 
-/// ironcd serves Watch: the watch workloads report figures, every put
-/// reaching every watcher. It does not serve Lease yet (its issue comes
-/// later): those workloads say so instead of failing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_workloads_run_and_lease_workloads_report_not_served_by_ironcd() {
-    let server = Ironcd::start(&[]).await;
-    let report = bench(
-        &server.endpoint,
-        "--clients 2 --total 10 --val-size 16 watch --watchers 3",
-    )
-    .await;
-    assert_eq!(report.not_served, None);
-    assert_eq!(
-        (report.stats.count(), report.stats.errors()),
-        (30, 0),
-        "10 puts to 3 watchers"
-    );
-    let report = bench(
-        &server.endpoint,
-        "--clients 2 --total 10 --val-size 16 watch-get",
-    )
-    .await;
-    assert_eq!(report.not_served, None);
-    assert_eq!((report.stats.count(), report.stats.errors()), (10, 0));
-    for workload in ["lease-keepalive", "lease-grant-revoke"] {
-        let args = format!("--clients 2 --total 10 --val-size 16 {workload}");
-        let report = bench(&server.endpoint, &args).await;
-        assert_eq!(report.not_served.as_deref(), Some("Lease"), "{workload}");
-        assert_eq!((report.stats.count(), report.stats.errors()), (0, 0));
-        let text = report.to_text();
-        assert!(text.contains("does not serve the Lease service"));
-    }
-    server.stop().await;
-}
-
 /// Runs the `ironcd-bench` binary with `args` split at whitespace.
 fn bench_binary(args: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ironcd-bench"))

@@ -1,20 +1,30 @@
-//! The Watch and Lease workloads against etcd 3.4, until ironcd serves
-//! those services: counts, and what the workloads leave behind.
+//! The Watch and Lease workloads against etcd 3.4 and ironcd (in this
+//! process): counts, and what the workloads leave behind.
 
 mod support;
 
 use etcd_client::GetOptions;
-use support::{assert_clean, bench, client, Etcd};
+use support::{assert_clean, bench, client, Etcd, Ironcd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_and_lease_workloads_against_etcd() {
     let etcd = Etcd::start().await;
-    let ep = etcd.endpoint.as_str();
+    watch_and_lease_workloads(etcd.endpoint.as_str()).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_lease_workloads_against_ironcd() {
+    let server = Ironcd::start(&[]).await;
+    watch_and_lease_workloads(&server.endpoint).await;
+    server.stop().await;
+}
+
+async fn watch_and_lease_workloads(ep: &str) {
     // watch: every put reaches every watcher, with its put→event latency.
     let args = "--clients 4 --conns 2 --total 200 --key-size 8 --val-size 16 \
                 --key-space-size 50 --key-prefix /w/ watch --watchers 5";
     let report = bench(ep, args).await;
+    assert_eq!(report.not_served, None);
     assert_clean(&report, 1000);
     assert_eq!(report.extra["puts"], 200);
     assert_eq!(report.extra["watchers"], 5);
@@ -46,6 +56,7 @@ async fn watch_and_lease_workloads_against_etcd() {
     let mut c = client(ep).await;
     // lease-keepalive: one lease per client, revoked at the end.
     let report = bench(ep, "--clients 4 --conns 2 --total 200 lease-keepalive").await;
+    assert_eq!(report.not_served, None);
     assert_clean(&report, 200);
     let leases = c.leases().await.unwrap();
     assert!(leases.leases().is_empty(), "keep-alive leases are revoked");

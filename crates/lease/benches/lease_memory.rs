@@ -1,7 +1,8 @@
 //! Memory per lease: 1 000 000 leases granted on a primary lessor (each in
 //! the expiry heap), resident memory growth per lease and in all, without
 //! the backend (the records are written to a batch that is thrown away,
-//! so only the lessor's own memory counts). Run:
+//! so only the lessor's own memory counts); then one 24-byte key attached
+//! to each, and the growth again. Run:
 //! `cargo bench -p ironcd-lease --bench lease_memory`.
 
 use std::sync::Arc;
@@ -66,6 +67,15 @@ fn main() {
         "lease_memory leases={LEASES} rss_per_lease={:.0} bytes total={:.1} MiB",
         (after - before) as f64 / LEASES as f64,
         (after - before) as f64 / (1024.0 * 1024.0)
+    );
+    for id in 1..=LEASES {
+        lessor.attach_key(format!("/registry/leases/{id:07}").as_bytes(), id);
+    }
+    let with_keys = rss_bytes();
+    println!(
+        "lease_memory leases={LEASES} keys_per_lease=1 key_bytes=24 rss_per_lease={:.0} bytes total={:.1} MiB",
+        (with_keys - before) as f64 / LEASES as f64,
+        (with_keys - before) as f64 / (1024.0 * 1024.0)
     );
     std::hint::black_box(&lessor);
 }

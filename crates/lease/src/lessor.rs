@@ -14,7 +14,7 @@
 //! is stale and dropped when it surfaces.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,7 +159,59 @@ struct Lease {
     due_ns: u64,
     /// The time of its live checkpoint-heap entry ([`NEVER`]: none).
     checkpoint_ns: u64,
-    keys: BTreeSet<Box<[u8]>>,
+    keys: Keys,
+}
+
+/// Keys attached to more than this many per lease go into a hash set; up
+/// to it, a vector (most leases hold one or a few keys: a vector of one
+/// costs one small allocation, a set far more).
+pub const FEW_KEYS: usize = 8;
+
+/// The keys attached to one lease; each key's bytes are shared with the
+/// lessor's key-to-lease map.
+enum Keys {
+    Few(Vec<Arc<[u8]>>),
+    Many(Box<HashSet<Arc<[u8]>>>),
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys::Few(Vec::new())
+    }
+
+    /// Adds `key` (not attached to this lease yet).
+    fn insert(&mut self, key: Arc<[u8]>) {
+        match self {
+            Keys::Few(few) if few.len() < FEW_KEYS => few.push(key),
+            Keys::Few(few) => {
+                let mut many: HashSet<Arc<[u8]>> = few.drain(..).collect();
+                many.insert(key);
+                *self = Keys::Many(Box::new(many));
+            }
+            Keys::Many(many) => {
+                many.insert(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        match self {
+            Keys::Few(few) => few.retain(|k| &**k != key),
+            Keys::Many(many) => {
+                many.remove(key);
+            }
+        }
+    }
+
+    /// The keys in key order.
+    fn sorted(&self) -> Vec<Arc<[u8]>> {
+        let mut all: Vec<Arc<[u8]>> = match self {
+            Keys::Few(few) => few.clone(),
+            Keys::Many(many) => many.iter().cloned().collect(),
+        };
+        all.sort_unstable();
+        all
+    }
 }
 
 impl Lease {
@@ -179,7 +231,7 @@ type Heap = BinaryHeap<Reverse<(u64, LeaseId)>>;
 #[derive(Default)]
 struct Inner {
     leases: HashMap<LeaseId, Lease>,
-    key_lease: HashMap<Box<[u8]>, LeaseId>,
+    key_lease: HashMap<Arc<[u8]>, LeaseId>,
     expiry: Heap,
     checkpoints: Heap,
     primary: bool,
@@ -235,7 +287,7 @@ impl Lessor {
                 expiry_ns: NEVER,
                 due_ns: NEVER,
                 checkpoint_ns: NEVER,
-                keys: BTreeSet::new(),
+                keys: Keys::new(),
             };
             inner.leases.insert(r.id, lease);
             if primary {
@@ -273,7 +325,7 @@ impl Lessor {
                 expiry_ns: NEVER,
                 due_ns: NEVER,
                 checkpoint_ns: NEVER,
-                keys: BTreeSet::new(),
+                keys: Keys::new(),
             },
         );
         if inner.primary {
@@ -287,10 +339,10 @@ impl Lessor {
     /// (in key order, so every member writes the same events) and the
     /// record from its batch.
     pub fn revoke<D: RangeDeleter>(&self, id: LeaseId, deleter: &mut D) -> Result<()> {
-        let keys: Vec<Box<[u8]>> = {
+        let keys = {
             let inner = self.inner.lock();
             let lease = inner.leases.get(&id).ok_or(Error::LeaseNotFound)?;
-            lease.keys.iter().cloned().collect()
+            lease.keys.sorted()
         };
         for key in &keys {
             deleter.delete_key(key);
@@ -299,8 +351,8 @@ impl Lessor {
         let mut inner = self.inner.lock();
         inner.leases.remove(&id);
         for key in keys {
-            if inner.key_lease.get(&key) == Some(&id) {
-                inner.key_lease.remove(&key);
+            if inner.key_lease.get(&*key) == Some(&id) {
+                inner.key_lease.remove(&*key);
             }
         }
         Ok(())
@@ -377,7 +429,7 @@ impl Lessor {
         let l = inner.leases.get_mut(&lease).unwrap_or_else(|| {
             panic!("attaching {key:?} to lease {lease:x}, which does not exist")
         });
-        let key: Box<[u8]> = key.into();
+        let key: Arc<[u8]> = key.into();
         l.keys.insert(key.clone());
         inner.key_lease.insert(key, lease);
     }
@@ -411,7 +463,7 @@ impl Lessor {
             granted_ttl_s: lease.ttl_s,
             remaining_s,
             keys: if with_keys {
-                lease.keys.iter().map(|k| k.to_vec()).collect()
+                lease.keys.sorted().iter().map(|k| k.to_vec()).collect()
             } else {
                 Vec::new()
             },

@@ -4,9 +4,10 @@
 //! the expectations are etcd's) and against ironcd, on a fresh one-member
 //! cluster started with `--max-txn-ops=4 --max-request-bytes=1024`.
 //!
-//! `lease_dependent_put_and_txn` needs the Lease service (LeaseGrant,
-//! LeaseRevoke); every other test needs only KV. `*_restart_keeps_data`
-//! runs three members and restarts them after SIGTERM and SIGKILL.
+//! `lease_dependent_put_and_txn` also uses LeaseGrant and LeaseRevoke (the
+//! Lease service itself is `client_lease.rs`'s); every other area needs
+//! only KV. `*_restart_keeps_data` runs three members and restarts them
+//! after SIGTERM and SIGKILL.
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,40 +71,8 @@ on_both_implementations!(
     txn_errors,
     compaction,
     request_limits,
+    lease_dependent_put_and_txn,
 );
-
-/// Leases on the reference; ironcd serves Lease in a later issue.
-#[tokio::test]
-async fn etcd_lease_dependent_put_and_txn() {
-    run(
-        Server::etcd(),
-        "lease_dependent_put_and_txn",
-        lease_dependent_put_and_txn,
-    )
-    .await;
-}
-
-/// Until the Lease service lands, ironcd answers it `Unimplemented` at once
-/// and refuses a Put with a lease as etcd refuses an unknown lease. When it
-/// lands, run `lease_dependent_put_and_txn` on ironcd instead.
-#[tokio::test]
-async fn ironcd_lease_service_not_served_yet() {
-    run(
-        ironcd!(),
-        "lease_service_not_served_yet",
-        |mut client: Client| async move {
-            match client.lease_grant(600, None).await {
-                Err(Error::GRpcStatus(status)) => assert_eq!(status.code(), Code::Unimplemented),
-                other => panic!("LeaseGrant should be Unimplemented, got {other:?}"),
-            }
-            let put = client
-                .put("leased", "v", Some(PutOptions::new().with_lease(0x1234)))
-                .await;
-            assert_status(&mut client, put, Code::NotFound, LEASE_NOT_FOUND).await;
-        },
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn etcd_restart_keeps_data() {
@@ -1021,7 +990,8 @@ async fn request_limits(mut client: Client) {
     assert_eq!(all.expect("a large read").kvs().len(), 5);
 }
 
-/// Needs the Lease service: LeaseGrant and LeaseRevoke.
+/// Keys attached to a lease by puts, compared in txns, detached by a
+/// plain put, and deleted by the lease's revoke.
 async fn lease_dependent_put_and_txn(mut client: Client) {
     use CompareOp::{Equal, Greater};
     let lease = client

@@ -262,12 +262,13 @@ fn run_step(cluster: &Cluster, symbols: &mut Symbols, step: &Step) -> Record {
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    let view = View::of(&step.words, step.sort);
     symbols.learn_added_member(&stdout);
+    symbols.learn_granted_lease(&stdout, &view);
     if words.first().map(String::as_str) == Some("move-leader") && output.status.success() {
         // Later commands print every member's view of the leader.
         cluster.wait_for_leader();
     }
-    let view = View::of(&step.words, step.sort);
     Record {
         status: output.status.code(),
         stdout: symbols.normalise(&stdout, &view),
@@ -364,6 +365,57 @@ fn diff_ops<'a>(a: &'a str, b: &'a str) -> Vec<(char, &'a str)> {
         }
     }
     ops
+}
+
+#[test]
+fn leases_are_learned_in_grant_order_and_remaining_ttls_masked() {
+    let words = |text: &str| split_words(text).expect("words");
+    let mut symbols = Symbols::default();
+    let grant = View::of(&words("lease grant 600"), false);
+    symbols.learn_granted_lease("lease 0694d7c0ffee0001 granted with TTL(600s)\n", &grant);
+    let grant_json = View::of(&words("lease grant 600 -w json"), false);
+    let json = format!(
+        "{{\"revision\":31,\"ID\":{},\"TTL\":600}}\n",
+        0x694d7c0ffee0003_u64
+    );
+    symbols.learn_granted_lease(&json, &grant_json);
+    // A time-to-live prints "granted with TTL" too, but grants nothing.
+    let ttl = View::of(&words("lease timetolive ${LEASE1} --keys"), false);
+    let ttl_line =
+        "lease 0694d7c0ffee0001 granted with TTL(600s), remaining(599s), attached keys([b a])";
+    symbols.learn_granted_lease(ttl_line, &ttl);
+    assert_eq!(
+        symbols.substitute("x ${LEASE2} ${LEASE3}"),
+        "x 694d7c0ffee0003 ${LEASE3}"
+    );
+    assert_eq!(
+        symbols.normalise(ttl_line, &ttl),
+        "lease LEASE1 granted with TTL(600s), remaining(*s), attached keys([a b])"
+    );
+    let expired = "lease 000000001234abcd granted with TTL(0s), remaining(-1s)";
+    assert_eq!(symbols.normalise(expired, &ttl), expired);
+    let ttl_json = View::of(&words("lease timetolive ${LEASE2} -w json"), false);
+    let json = format!(
+        "{{\"id\":{},\"ttl\":599,\"granted-ttl\":600,\"keys\":[\"Yg==\",\"YQ==\"]}}",
+        0x694d7c0ffee0003_u64
+    );
+    let normalised: serde_json::Value =
+        serde_json::from_str(&symbols.normalise(&json, &ttl_json)).expect("JSON");
+    assert_eq!(
+        normalised,
+        serde_json::json!({"id": "LEASE2", "ttl": "*", "granted-ttl": 600, "keys": ["YQ==", "Yg=="]})
+    );
+    let ttl_fields = View::of(&words("lease timetolive ${LEASE2} -w fields"), false);
+    let fields = "\"TTL\" : 599\n\"GrantedTTL\" : 600";
+    assert_eq!(
+        symbols.normalise(fields, &ttl_fields),
+        "\"TTL\" : *\n\"GrantedTTL\" : 600"
+    );
+    let keep_alive = View::of(&words("lease keep-alive --once ${LEASE1} -w fields"), false);
+    assert_eq!(
+        symbols.normalise("\"TTL\" : 600", &keep_alive),
+        "\"TTL\" : 600"
+    );
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Normalisation of etcdctl output, so that two clusters' runs of one script
-//! can be compared: member and cluster IDs (hex and decimal) and ports become
-//! symbolic names (`M1_ID`, `CLUSTER_ID`, `M1_CLIENT`), scratch paths become
-//! `$TMP`, and values that legitimately differ between runs (raft terms and
-//! indexes, db sizes, server versions, hashes, timings, log timestamps) become
-//! `*`. Revisions, counts, keys and values are left alone: they must match.
+//! can be compared: member, cluster and lease IDs (hex and decimal) and ports
+//! become symbolic names (`M1_ID`, `CLUSTER_ID`, `LEASE1`, `M1_CLIENT`),
+//! scratch paths become `$TMP`, and values that legitimately differ between
+//! runs (raft terms and indexes, db sizes, server versions, hashes, timings,
+//! log timestamps, a lease's remaining seconds) become `*`; lists printed in
+//! Go map order (members, leases, a lease's keys) are sorted. Revisions,
+//! counts, keys, values and granted TTLs are left alone: they must match.
 
 use std::collections::HashMap;
 
@@ -114,6 +116,7 @@ pub struct Symbols {
     /// Script placeholders (the text inside `${}`) → value.
     placeholders: HashMap<String, String>,
     added_members: usize,
+    granted_leases: usize,
 }
 
 impl Symbols {
@@ -158,8 +161,44 @@ impl Symbols {
         }
     }
 
+    /// Learns the ID a `lease grant` printed as `LEASE<n>` (`${LEASE<n>}` is
+    /// its hex form, as etcdctl takes it), counting the grants that
+    /// succeeded. etcdctl prints it in hex (`lease %016x granted with
+    /// TTL(..)`) or in decimal (`"ID"` of `-w json` and `-w fields`).
+    pub fn learn_granted_lease(&mut self, stdout: &str, view: &View) {
+        if view.subcommand != "lease grant" {
+            return;
+        }
+        for line in stdout.lines() {
+            let id = if let Some(rest) = line.strip_prefix("lease ") {
+                rest.split_once(" granted with TTL(").map(|(hex, _)| {
+                    u64::from_str_radix(hex, 16)
+                        .unwrap_or_else(|e| panic!("lease ID {hex:?} in {line:?}: {e}"))
+                })
+            } else if let Some(decimal) = line.strip_prefix("\"ID\" : ") {
+                Some(
+                    decimal
+                        .parse()
+                        .unwrap_or_else(|e| panic!("lease ID in {line:?}: {e}")),
+                )
+            } else if line.starts_with('{') {
+                serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|json| json.get("ID").and_then(Value::as_u64))
+            } else {
+                None
+            };
+            if let Some(id) = id {
+                self.granted_leases += 1;
+                let name = format!("LEASE{}", self.granted_leases);
+                self.add_id(&name, id);
+            }
+        }
+    }
+
     /// Replaces every `${NAME}` in `text`; an unknown name fails the test,
-    /// except `NEW<n>_ID`, which only exists once a `member add` succeeded.
+    /// except `NEW<n>_ID` and `LEASE<n>`, which only exist once a `member
+    /// add` or a `lease grant` succeeded.
     pub fn substitute(&self, text: &str) -> String {
         let mut out = String::new();
         let mut rest = text;
@@ -171,9 +210,12 @@ impl Symbols {
             let name = &rest[start + 2..start + end];
             match self.placeholders.get(name) {
                 Some(value) => out.push_str(value),
-                // A member that was never added (its `member add` failed):
-                // the command runs with the placeholder and fails visibly.
-                None if name.starts_with("NEW") => out.push_str(&rest[start..=start + end]),
+                // A member that was never added or a lease never granted
+                // (the command failed): the command runs with the
+                // placeholder and fails visibly.
+                None if name.starts_with("NEW") || name.starts_with("LEASE") => {
+                    out.push_str(&rest[start..=start + end])
+                }
                 None => panic!("unknown placeholder ${{{name}}} in {text:?}"),
             }
             rest = &rest[start + end + 1..];
@@ -189,10 +231,15 @@ impl Symbols {
             text = text.replace(path.as_str(), name);
         }
         let mut header = Vec::new();
+        // `-w fields` of `lease timetolive` prints the granted TTL after the
+        // remaining one.
+        let granted_ttl_s = text
+            .lines()
+            .find_map(|line| line.strip_prefix("\"GrantedTTL\" : ")?.parse().ok());
         // One entry per line of output (a JSON line becomes several lines).
         let mut lines: Vec<String> = text
             .lines()
-            .map(|line| self.normalise_line(line, view, &mut header))
+            .map(|line| self.normalise_line(line, view, &mut header, granted_ttl_s))
             .collect();
         if view.sort {
             lines.sort();
@@ -200,10 +247,16 @@ impl Symbols {
         lines.join("\n")
     }
 
-    fn normalise_line(&self, line: &str, view: &View, header: &mut Vec<String>) -> String {
+    fn normalise_line(
+        &self,
+        line: &str,
+        view: &View,
+        header: &mut Vec<String>,
+        granted_ttl_s: Option<i64>,
+    ) -> String {
         if line.starts_with('{') || line.starts_with('[') {
             if let Ok(json) = serde_json::from_str::<Value>(line) {
-                let json = self.normalise_json(json, None, view.sort);
+                let json = self.normalise_json(json, None, view.sort, view);
                 // Responses pretty, so that a diff points at the field that
                 // differs; etcdctl's own log lines on stderr compact.
                 return if view.stdout {
@@ -219,35 +272,43 @@ impl Symbols {
         if line.starts_with('|') {
             return self.table_row(line, header);
         }
-        if let Some(normalised) = self.fields_line(line) {
+        if let Some(normalised) = self.fields_line(line, view, granted_ttl_s) {
             return normalised;
         }
         self.simple_line(line, view)
     }
 
-    fn normalise_json(&self, value: Value, key: Option<&str>, sort: bool) -> Value {
+    fn normalise_json(&self, value: Value, key: Option<&str>, sort: bool, view: &View) -> Value {
         match value {
-            Value::Object(map) => Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| {
-                        let masked = MASKED_JSON_KEYS.contains(&k.as_str())
-                            || (k == "version" && v.is_string());
-                        let v = if masked {
-                            Value::String(MASK.to_string())
-                        } else {
-                            self.normalise_json(v, Some(&k), false)
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                // `lease timetolive -w json`: `ttl` is the remaining time.
+                let granted_ttl_s = map.get("granted-ttl").and_then(Value::as_i64);
+                Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| {
+                            let masked = MASKED_JSON_KEYS.contains(&k.as_str())
+                                || (k == "version" && v.is_string())
+                                || (k == "ttl" && is_remaining_ttl(v.as_i64(), granted_ttl_s));
+                            let v = if masked {
+                                Value::String(MASK.to_string())
+                            } else {
+                                self.normalise_json(v, Some(&k), false, view)
+                            };
+                            (k, v)
+                        })
+                        .collect(),
+                )
+            }
             Value::Array(items) => {
                 let mut items: Vec<Value> = items
                     .into_iter()
-                    .map(|v| self.normalise_json(v, None, false))
+                    .map(|v| self.normalise_json(v, None, false, view))
                     .collect();
-                // Members come in ID order, and IDs differ between runs.
-                if sort || key == Some("members") {
+                // Members come in ID order and IDs differ between runs;
+                // leases and a lease's keys come in Go map order.
+                let unordered = matches!(key, Some("members" | "leases"))
+                    || (key == Some("keys") && view.subcommand == "lease timetolive");
+                if sort || unordered {
                     items.sort_by_key(|v| v.to_string());
                 }
                 Value::Array(items)
@@ -291,10 +352,15 @@ impl Symbols {
     }
 
     /// `"Key" : value` lines of `-w fields`.
-    fn fields_line(&self, line: &str) -> Option<String> {
+    fn fields_line(&self, line: &str, view: &View, granted_ttl_s: Option<i64>) -> Option<String> {
         let rest = line.strip_prefix('"')?;
         let (key, value) = rest.split_once("\" : ")?;
-        let masked = MASKED_FIELDS.contains(&key) || (key == "Version" && value.starts_with('"'));
+        let remaining_ttl = view.subcommand == "lease timetolive"
+            && key == "TTL"
+            && is_remaining_ttl(value.parse().ok(), granted_ttl_s);
+        let masked = MASKED_FIELDS.contains(&key)
+            || (key == "Version" && value.starts_with('"'))
+            || remaining_ttl;
         let value = if masked {
             MASK.to_string()
         } else {
@@ -305,6 +371,9 @@ impl Symbols {
 
     fn simple_line(&self, line: &str, view: &View) -> String {
         let mut line = mask_after(&self.replace_tokens(line), "took = ");
+        if line.starts_with("lease ") {
+            line = normalise_time_to_live(&line);
+        }
         if line.starts_with("Member ") {
             // `Member %16x added to cluster %16x`: an ID below 2^60 is
             // padded with spaces, and IDs differ between runs.
@@ -365,6 +434,49 @@ impl Symbols {
         }
         token.clear();
     }
+}
+
+/// Whether `remaining_s` is a lease's remaining time to live, which depends
+/// on when it was asked: more than 0 and at most the granted TTL. Anything
+/// else (an expired lease's -1, a remaining time above the granted one) is
+/// left to be compared.
+fn is_remaining_ttl(remaining_s: Option<i64>, granted_ttl_s: Option<i64>) -> bool {
+    match (remaining_s, granted_ttl_s) {
+        (Some(remaining), Some(granted)) => 0 < remaining && remaining <= granted,
+        _ => false,
+    }
+}
+
+/// `lease %016x granted with TTL(%ds), remaining(%ds)[, attached keys([..])]`
+/// of `lease timetolive`: the remaining seconds are masked (see
+/// [`is_remaining_ttl`]) and the keys, printed from a Go map, sorted.
+fn normalise_time_to_live(line: &str) -> String {
+    let Some((head, rest)) = line.split_once(" granted with TTL(") else {
+        return line.to_string();
+    };
+    let Some((granted, rest)) = rest.split_once("s), remaining(") else {
+        return line.to_string();
+    };
+    let Some((remaining, rest)) = rest.split_once("s)") else {
+        return line.to_string();
+    };
+    let remaining = if is_remaining_ttl(remaining.parse().ok(), granted.parse().ok()) {
+        MASK
+    } else {
+        remaining
+    };
+    let rest = match rest
+        .strip_prefix(", attached keys([")
+        .and_then(|keys| keys.strip_suffix("])"))
+    {
+        Some(keys) => {
+            let mut keys: Vec<&str> = keys.split(' ').filter(|k| !k.is_empty()).collect();
+            keys.sort();
+            format!(", attached keys([{}])", keys.join(" "))
+        }
+        None => rest.to_string(),
+    };
+    format!("{head} granted with TTL({granted}s), remaining({remaining}s){rest}")
 }
 
 /// `+-----+---+` borders: column widths follow the masked values.
