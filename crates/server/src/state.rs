@@ -218,23 +218,44 @@ fn recover_leases<B: Backend>(lessor: &Lessor, store: &Store<B>) -> Result<()> {
     lessor
         .recover(&store.backend().read_tx())
         .map_err(|e| Error::Corrupt(format!("lease bucket: {e}")))?;
-    let all = store.range(&[], Some(&[]), ironcd_mvcc::RangeOptions::default())?;
-    for kv in all
-        .kvs
-        .iter()
-        .filter(|kv| kv.lease != ironcd_lease::NO_LEASE)
-    {
-        if !lessor.exists(kv.lease) {
-            return Err(Error::Corrupt(format!(
-                "key {:?} is bound to lease {:x}, which the lease bucket does not hold",
-                String::from_utf8_lossy(&kv.key),
-                kv.lease
-            )));
-        }
-        lessor.attach_key(&kv.key, kv.lease);
+    if lessor.is_empty() {
+        // No lease, so no key names one: a start need not read the store.
+        return Ok(());
     }
-    Ok(())
+    // In batches, so that a large store is not read into memory at once.
+    let opts = ironcd_mvcc::RangeOptions {
+        limit: RECOVER_LEASES_BATCH_KEYS,
+        ..ironcd_mvcc::RangeOptions::default()
+    };
+    let mut from = Vec::new();
+    loop {
+        let batch = store.range(&from, Some(&[]), opts)?;
+        for kv in batch
+            .kvs
+            .iter()
+            .filter(|kv| kv.lease != ironcd_lease::NO_LEASE)
+        {
+            if !lessor.exists(kv.lease) {
+                return Err(Error::Corrupt(format!(
+                    "key {:?} is bound to lease {:x}, which the lease bucket does not hold",
+                    String::from_utf8_lossy(&kv.key),
+                    kv.lease
+                )));
+            }
+            lessor.attach_key(&kv.key, kv.lease);
+        }
+        match batch.kvs.last() {
+            Some(last) if batch.more() => {
+                from = last.key.clone();
+                from.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
 }
+
+/// Keys read at a time when the lessor's attachments are rebuilt.
+pub const RECOVER_LEASES_BATCH_KEYS: u64 = 10_000;
 
 impl State {
     /// Opens the backend and store under `member_dir` (RocksDB) with

@@ -517,3 +517,37 @@ fn a_snapshot_install_recovers_leases_and_their_keys() {
     );
     assert!(value_of(&follower.applier.state, "leased").is_none());
 }
+
+#[test]
+fn a_restart_reattaches_keys_past_one_recovery_batch() {
+    let rt = rt();
+    let storage = MemStorage::default();
+    let mut m = open(storage.clone());
+    rt.block_on(
+        m.applier
+            .apply(Apply::Entries(vec![grant_entry(2, 0x71, 600)])),
+    );
+    let n = crate::state::RECOVER_LEASES_BATCH_KEYS * 2 + 1;
+    {
+        let store = m.applier.state.store();
+        let mut txn = store.write();
+        for i in 0..n {
+            // Every other key unleased, so batches end on either kind.
+            let lease = if i % 2 == 0 { 0x71 } else { 0 };
+            txn.put(format!("k/{i:06}").as_bytes(), b"v", lease);
+        }
+    }
+    m.applier.state.store().backend().force_commit().unwrap();
+    drop(m);
+    let m = open(storage);
+    let keys = m
+        .applier
+        .state
+        .lessor
+        .time_to_live(0x71, true)
+        .unwrap()
+        .keys;
+    assert_eq!(keys.len() as u64, n.div_ceil(2));
+    assert_eq!(keys.first().unwrap(), b"k/000000");
+    assert_eq!(keys.last().unwrap(), format!("k/{:06}", n - 1).as_bytes());
+}
