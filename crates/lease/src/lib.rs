@@ -41,8 +41,8 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use error::{Error, Result};
 pub use lessor::{
     Granted, Lessor, LessorConfig, RangeDeleter, Renewed, Tick, TimeToLive,
-    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_EXPIRY_RETRY, DEFAULT_REVOKE_RATE_PER_S,
-    FEW_KEYS, HEAP_SLACK_ENTRIES, MAX_CHECKPOINT_BATCH, MAX_LEASE_TTL_S,
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_EXPIRY_RETRY, DEFAULT_REVOKE_RATE_PER_S, FEW_KEYS,
+    HEAP_SLACK_ENTRIES, MAX_CHECKPOINT_BATCH, MAX_LEASE_TTL_S,
 };
 
 /// A lease id (etcd's `LeaseID`).

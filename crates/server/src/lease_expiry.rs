@@ -34,7 +34,7 @@ pub(crate) async fn run(server: EtcdServer) {
 async fn follow_leadership(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId>>) {
     let lessor = server.state().lessor.clone();
     let extend = Duration::from_millis(server.inner.cfg.election_ms);
-    let max_expired = (lessor.config().revoke_rate_per_s / 2).max(1) as usize;
+    let rate = f64::from(lessor.config().revoke_rate_per_s);
     let mut poll = tokio::time::interval(LEADERSHIP_POLL);
     let mut last_tick = Instant::now();
     loop {
@@ -51,10 +51,14 @@ async fn follow_leadership(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId
             }
             _ => {}
         }
-        if !leading || last_tick.elapsed() < TICK_INTERVAL {
+        let since = last_tick.elapsed();
+        if !leading || since < TICK_INTERVAL {
             continue;
         }
         last_tick = Instant::now();
+        // The rate's share of the time since the last tick (polls make
+        // ticks a little over the interval apart), at most a second's.
+        let max_expired = (rate * since.as_secs_f64()).round().clamp(1.0, rate) as usize;
         let tick = lessor.tick(max_expired);
         if !tick.expired.is_empty() && expired.try_send(tick.expired).is_err() {
             // Handed out again after the expiry retry.

@@ -3,16 +3,20 @@
 //! fresh one-member cluster (`--max-request-bytes=1024`, so fragments are
 //! easy to provoke): created responses, events of every write path, txn
 //! atomicity, prefixes and ranges, historical starts, `prev_kv`, filters,
-//! cancel, duplicate ids, compaction, progress, fragments, many watchers.
+//! cancel, duplicate ids, compaction, progress, fragments, many watchers;
+//! then the server-level areas: progress notifications on the
+//! `--experimental-watch-progress-notify-interval` ticker, a slow consumer
+//! of 100 000 events, and 10 000 watchers on one stream and on 100.
 
 mod client;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{
     Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
-    WatchResponse, WatchStream,
+    WatchRequestSender, WatchResponse, WatchResponseStream, WatchStream,
 };
 use ironcd_tests::{Cluster, Opts, Server};
 
@@ -22,14 +26,38 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const ARRIVES: Duration = Duration::from_secs(10);
 /// How long the tests wait to see that nothing more arrives.
 const QUIET: Duration = Duration::from_millis(500);
+/// `--experimental-watch-progress-notify-interval` of the progress area.
+const PROGRESS_NOTIFY_INTERVAL: &str = "1s";
+/// Long enough for several ticks of [`PROGRESS_NOTIFY_INTERVAL`].
+const SEVERAL_TICKS: Duration = Duration::from_secs(3);
+/// The value of every put of the many-write areas. A watch response
+/// carrying one event then fills a DATA frame of at least 256 bytes: the
+/// `h2` crate (0.4.20) ends a connection on which the application leaves
+/// too many smaller DATA frames unread (GOAWAY ENHANCE_YOUR_CALM
+/// "too_many_data_frames"), which the areas that do not read while writing
+/// would provoke from the client's side, on etcd as on ironcd.
+const MANY_WRITES_VALUE_BYTES: usize = 256;
+/// Concurrent writer tasks of the many-write areas, each with its own client.
+const WRITERS: usize = 32;
+/// Puts the slow consumer leaves unread until they are all written.
+const SLOW_CONSUMER_PUTS: usize = 100_000;
+/// Watchers of each half of the ten-thousand-watcher area.
+const MANY_WATCHERS: usize = 10_000;
+/// Streams the second half spreads [`MANY_WATCHERS`] over.
+const MANY_STREAMS: usize = 100;
 
+/// Each area runs with [`run`] unless it names its runner after `=>`.
 macro_rules! on_both_implementations {
-    ($($area:ident),* $(,)?) => {
+    ($($area:ident $(=> $runner:ident)?),* $(,)?) => {
+        macro_rules! runner {
+            () => { super::run };
+            ($r:ident) => { super::$r };
+        }
         mod etcd {
             $(
                 #[test]
                 fn $area() {
-                    super::run(super::Server::etcd(), stringify!($area), super::$area);
+                    runner!($($runner)?)(super::Server::etcd(), stringify!($area), super::$area);
                 }
             )*
         }
@@ -37,7 +65,7 @@ macro_rules! on_both_implementations {
             $(
                 #[test]
                 fn $area() {
-                    super::run(ironcd_tests::ironcd!(), stringify!($area), super::$area);
+                    runner!($($runner)?)(ironcd_tests::ironcd!(), stringify!($area), super::$area);
                 }
             )*
         }
@@ -55,6 +83,9 @@ on_both_implementations!(
     progress_requests,
     fragments_split_a_large_revision,
     many_watchers_on_one_stream,
+    progress_notify_on_the_interval => run_with_progress_ticks,
+    slow_consumer_gets_every_event => run_with_endpoint,
+    ten_thousand_watchers_one_stream_and_across_100_streams => run_with_endpoint,
 );
 
 fn run<F, Fut>(server: Server, area_name: &str, area: F)
@@ -62,12 +93,49 @@ where
     F: FnOnce(Client) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let opts = Opts::with_args(&[&format!("--max-request-bytes={MAX_REQUEST_BYTES}")]);
-    let cluster = Cluster::start(server, 1, opts);
+    run_with_args(server, area_name, &[], move |client, _| area(client));
+}
+
+/// [`run`] on a cluster that ticks progress every
+/// [`PROGRESS_NOTIFY_INTERVAL`].
+fn run_with_progress_ticks<F, Fut>(server: Server, area_name: &str, area: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let interval =
+        format!("--experimental-watch-progress-notify-interval={PROGRESS_NOTIFY_INTERVAL}");
+    run_with_args(server, area_name, &[&interval], move |client, _| {
+        area(client)
+    });
+}
+
+/// [`run`] for an area that also connects clients of its own to the
+/// member's endpoint.
+fn run_with_endpoint<F, Fut>(server: Server, area_name: &str, area: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_with_args(server, area_name, &[], area);
+}
+
+/// `area` on a fresh one-member cluster with `--max-request-bytes` and
+/// `extra_args`, given a client and the member's endpoint.
+fn run_with_args<F, Fut>(server: Server, area_name: &str, extra_args: &[&str], area: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let max_request_bytes = format!("--max-request-bytes={MAX_REQUEST_BYTES}");
+    let mut args = vec![max_request_bytes.as_str()];
+    args.extend_from_slice(extra_args);
+    let cluster = Cluster::start(server, 1, Opts::with_args(&args));
     let rt = client::runtime();
     rt.block_on(async {
-        let client = client::connect(&[cluster.endpoint(0)], REQUEST_TIMEOUT).await;
-        if let Err(e) = tokio::spawn(area(client)).await {
+        let endpoint = cluster.endpoint(0);
+        let client = client::connect(std::slice::from_ref(&endpoint), REQUEST_TIMEOUT).await;
+        if let Err(e) = tokio::spawn(area(client, endpoint)).await {
             panic!(
                 "{area_name} on {} failed: {e}\n{}",
                 cluster.implementation().name(),
@@ -456,4 +524,253 @@ async fn many_watchers_on_one_stream(mut client: Client) {
         .expect("get")
         .count();
     assert_eq!(count, 200);
+}
+
+async fn progress_notify_on_the_interval(mut client: Client) {
+    let notified_options = WatchOptions::new().with_progress_notify();
+    let (mut notified, id) = watch(&mut client, "idle", notified_options).await;
+    let (mut plain, _) = watch(&mut client, "idle", WatchOptions::new()).await;
+    let rev = current(&mut client).await;
+    // An idle watcher hears of the revision on every tick, more than once.
+    for _ in 0..2 {
+        let r = next(&mut notified).await;
+        assert_progress_notification(&r, id);
+        assert_eq!(r.header().unwrap().revision(), rev, "{r:?}");
+    }
+    // A write elsewhere moves the notified revision on (a notification
+    // already on its way may still carry the old one).
+    let moved = put(&mut client, "elsewhere", "v").await;
+    let mut revisions = Vec::new();
+    while revisions.last() != Some(&moved) {
+        assert!(
+            revisions.len() < 5,
+            "never notified of {moved}: {revisions:?}"
+        );
+        let r = next(&mut notified).await;
+        assert_progress_notification(&r, id);
+        revisions.push(r.header().unwrap().revision());
+    }
+    assert!(
+        revisions.iter().all(|&r| r == rev || r == moved),
+        "{revisions:?}"
+    );
+    // Several ticks have passed: one without progress_notify heard nothing.
+    quiet_for(&mut plain, SEVERAL_TICKS).await;
+}
+
+/// A ticker's notification to watcher `id`: no events, nothing else.
+fn assert_progress_notification(r: &WatchResponse, id: i64) {
+    assert!(
+        r.events().is_empty() && !r.created() && !r.canceled(),
+        "{r:?}"
+    );
+    assert_eq!(r.watch_id(), id, "the ticker names the watcher: {r:?}");
+}
+
+/// Nothing arrives for `quiet`.
+async fn quiet_for(stream: &mut WatchStream, quiet: Duration) {
+    if let Ok(got) = tokio::time::timeout(quiet, stream.message()).await {
+        panic!("expected nothing for {quiet:?}, got {got:?}");
+    }
+}
+
+async fn slow_consumer_gets_every_event(mut client: Client, endpoint: String) {
+    let (mut stream, id) = watch(&mut client, "slow/", WatchOptions::new().with_prefix()).await;
+    let before = current(&mut client).await;
+    let keys = (0..SLOW_CONSUMER_PUTS)
+        .map(|i| format!("slow/{i:06}"))
+        .collect();
+    // Nothing reads the stream while all of it is written.
+    let written = put_all(&endpoint, keys).await;
+    let first = before + 1;
+    let last = before + i64::try_from(SLOW_CONSUMER_PUTS).unwrap();
+    assert_eq!(
+        (written.len(), written.keys().next(), written.keys().last()),
+        (SLOW_CONSUMER_PUTS, Some(&first), Some(&last)),
+        "the puts are revisions {first}..={last}, nothing else wrote"
+    );
+    let mut got = Vec::with_capacity(SLOW_CONSUMER_PUTS);
+    while got.len() < SLOW_CONSUMER_PUTS {
+        let r = next(&mut stream).await;
+        assert_eq!(r.watch_id(), id, "{r:?}");
+        assert!(!r.canceled() && !r.events().is_empty(), "{r:?}");
+        for e in r.events() {
+            assert_eq!(e.event_type(), EventType::Put);
+            let kv = e.kv().expect("an event's kv");
+            got.push((kv.mod_revision(), kv.key_str().unwrap().to_string()));
+        }
+    }
+    if let Some(gap) = got.windows(2).find(|pair| pair[1].0 != pair[0].0 + 1) {
+        panic!("events out of order or with a gap: {gap:?}");
+    }
+    let expected: Vec<(i64, String)> = written.into_iter().collect();
+    if let Some(i) = (0..got.len().max(expected.len())).find(|&i| got.get(i) != expected.get(i)) {
+        panic!(
+            "event {i} of every event exactly once, in revision order: got {:?}, want {:?}",
+            got.get(i),
+            expected.get(i)
+        );
+    }
+    quiet(&mut stream).await;
+}
+
+async fn ten_thousand_watchers_one_stream_and_across_100_streams(
+    mut client: Client,
+    endpoint: String,
+) {
+    let keys: Vec<String> = (0..MANY_WATCHERS).map(|i| format!("one/{i:05}")).collect();
+    let mut stream = open_watchers(&mut client, &keys).await;
+    let written = put_all(&endpoint, keys.clone()).await;
+    let revisions = revisions_of(written);
+    expect_one_event_each(&mut stream, &keys, &revisions).await;
+
+    let per_stream = MANY_WATCHERS / MANY_STREAMS;
+    let mut streams = Vec::with_capacity(MANY_STREAMS);
+    let mut all_keys = Vec::with_capacity(MANY_WATCHERS);
+    for s in 0..MANY_STREAMS {
+        let keys: Vec<String> = (0..per_stream)
+            .map(|j| format!("many/{s:03}/{j:03}"))
+            .collect();
+        streams.push((open_watchers(&mut client, &keys).await, keys.clone()));
+        all_keys.extend(keys);
+    }
+    let revisions = std::sync::Arc::new(revisions_of(put_all(&endpoint, all_keys).await));
+    // Read all at once, so their waits for nothing more overlap.
+    let mut readers = tokio::task::JoinSet::new();
+    for (mut stream, keys) in streams {
+        let revisions = revisions.clone();
+        readers.spawn(async move { expect_one_event_each(&mut stream, &keys, &revisions).await });
+    }
+    while let Some(read) = readers.join_next().await {
+        read.expect("a stream's watchers each got their event");
+    }
+}
+
+/// A stream with a watcher on each of `keys`, the i-th with id i, all
+/// created. The creates are sent while the created responses are read:
+/// a server stops reading requests once its unread responses back up.
+async fn open_watchers(client: &mut Client, keys: &[String]) -> Watchers {
+    let ids = |i: usize| WatchOptions::new().with_watch_id(i64::try_from(i).unwrap());
+    let stream = client
+        .watch(keys[0].as_str(), Some(ids(0)))
+        .await
+        .expect("watch");
+    let (mut sender, mut responses) = stream.split();
+    let rest: Vec<String> = keys[1..].to_vec();
+    let sending = tokio::spawn(async move {
+        for (i, key) in rest.into_iter().enumerate() {
+            sender
+                .watch(key, Some(ids(i + 1)))
+                .await
+                .expect("send a create");
+        }
+        sender
+    });
+    let mut created = Vec::with_capacity(keys.len());
+    while created.len() < keys.len() {
+        let r = next_response(&mut responses).await;
+        assert!(
+            r.created() && !r.canceled() && r.events().is_empty(),
+            "{r:?}"
+        );
+        created.push(r.watch_id());
+    }
+    created.sort_unstable();
+    let want: Vec<i64> = (0..keys.len()).map(|i| i64::try_from(i).unwrap()).collect();
+    assert!(
+        created == want,
+        "each watcher created once, with its own id"
+    );
+    Watchers {
+        _requests: sending.await.expect("sending creates"),
+        responses,
+    }
+}
+
+/// A stream of watchers: the request side is kept, since dropping it ends
+/// the stream.
+struct Watchers {
+    _requests: WatchRequestSender,
+    responses: WatchResponseStream,
+}
+
+async fn next_response(responses: &mut WatchResponseStream) -> WatchResponse {
+    tokio::time::timeout(ARRIVES, responses.message())
+        .await
+        .expect("a watch response in time")
+        .expect("the stream works")
+        .expect("the stream is open")
+}
+
+/// Watcher i of `keys` (id i) gets the one put of `keys[i]`, at the
+/// revision it was written, and nothing else arrives.
+async fn expect_one_event_each(
+    watchers: &mut Watchers,
+    keys: &[String],
+    revisions: &BTreeMap<String, i64>,
+) {
+    let responses = &mut watchers.responses;
+    let mut seen = vec![0_u32; keys.len()];
+    let mut events = 0;
+    while events < keys.len() {
+        let r = next_response(responses).await;
+        let id = usize::try_from(r.watch_id()).expect("an event names its watcher");
+        let key = keys
+            .get(id)
+            .unwrap_or_else(|| panic!("no watcher {id}: {r:?}"));
+        assert!(!r.canceled() && !r.created(), "{r:?}");
+        for e in r.events() {
+            let kv = e.kv().expect("an event's kv");
+            assert_eq!(
+                (e.event_type(), kv.key_str().unwrap(), kv.mod_revision()),
+                (EventType::Put, key.as_str(), revisions[key]),
+                "watcher {id}"
+            );
+            seen[id] += 1;
+            events += 1;
+        }
+    }
+    let wrong: Vec<(usize, u32)> = seen
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, n)| n != 1)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "(watcher, events) not exactly one: {wrong:?}"
+    );
+    if let Ok(got) = tokio::time::timeout(QUIET, responses.message()).await {
+        panic!("expected nothing more, got {got:?}");
+    }
+}
+
+fn revisions_of(written: BTreeMap<i64, String>) -> BTreeMap<String, i64> {
+    written.into_iter().map(|(rev, key)| (key, rev)).collect()
+}
+
+/// Puts a [`MANY_WRITES_VALUE_BYTES`] value at every one of `keys` from [`WRITERS`] concurrent tasks, each
+/// with its own client of `endpoint`: the key written at each revision.
+async fn put_all(endpoint: &str, keys: Vec<String>) -> BTreeMap<i64, String> {
+    let mut writers = Vec::with_capacity(WRITERS);
+    for w in 0..WRITERS {
+        let mine: Vec<String> = keys.iter().skip(w).step_by(WRITERS).cloned().collect();
+        let endpoint = endpoint.to_string();
+        writers.push(tokio::spawn(async move {
+            let mut client = client::connect(&[endpoint], REQUEST_TIMEOUT).await;
+            let mut written = Vec::with_capacity(mine.len());
+            let value = "v".repeat(MANY_WRITES_VALUE_BYTES);
+            for key in mine {
+                written.push((put(&mut client, &key, &value).await, key));
+            }
+            written
+        }));
+    }
+    let mut written = BTreeMap::new();
+    for writer in writers {
+        for (rev, key) in writer.await.expect("a writer") {
+            assert!(written.insert(rev, key).is_none(), "one put per revision");
+        }
+    }
+    assert_eq!(written.len(), keys.len());
+    written
 }
