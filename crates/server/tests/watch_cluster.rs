@@ -4,7 +4,9 @@
 //! in order, each revision's events together (checked against the history
 //! replayed from the start); a watcher on a follower that falls behind log
 //! compaction and installs a snapshot loses and repeats nothing; a client
-//! whose member is killed resumes from its last revision + 1 elsewhere.
+//! whose member is killed resumes from its last revision + 1 elsewhere; a
+//! `hasleader` watch ends with `etcdserver: no leader` when its member is
+//! cut off, one without it stays open.
 
 mod client;
 
@@ -230,4 +232,69 @@ fn etcd_resume_after_a_kill() {
 #[test]
 fn ironcd_resume_after_a_kill() {
     resume_after_a_kill(ironcd!());
+}
+
+/// How long a member that lost its peers may take to stop knowing a
+/// leader and end its `hasleader` streams (election timeouts, the
+/// stream's leader check, two slow cores).
+const LOSES_LEADER: Duration = Duration::from_secs(30);
+
+/// A watch opened with `hasleader` (clientv3's `WithRequireLeader`) on a
+/// follower ends with `etcdserver: no leader` once that follower is cut
+/// off from the others; one opened without it stays open.
+fn hasleader_watch_ends_without_a_leader(server: Server) {
+    let mut cluster = Cluster::start(server, 3, Opts::default());
+    let rt = client::runtime();
+    let leader = cluster.wait_for_leader();
+    let served = (0..3).find(|&i| i != leader).unwrap();
+    rt.block_on(async {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_require_leader(true);
+        let mut strict = Client::connect([cluster.endpoint(served)], Some(options))
+            .await
+            .expect("connect");
+        let mut strict_stream = watch_all(&mut strict, 0).await;
+        let mut lenient = client::connect(&[cluster.endpoint(served)], REQUEST_TIMEOUT).await;
+        let mut lenient_stream = watch_all(&mut lenient, 0).await;
+        for i in (0..3).filter(|&i| i != served) {
+            cluster.kill(i);
+        }
+        let ended = tokio::time::timeout(LOSES_LEADER, async {
+            loop {
+                match strict_stream.message().await {
+                    Ok(Some(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the hasleader watch still open {LOSES_LEADER:?} after the peers died")
+        });
+        match ended {
+            Err(etcd_client::Error::GRpcStatus(status)) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert_eq!(status.message(), "etcdserver: no leader");
+            }
+            other => panic!("the hasleader watch should end with no leader, got {other:?}"),
+        }
+        // The other stream is still open: nothing ends it.
+        let quiet = tokio::time::timeout(Duration::from_secs(2), lenient_stream.message()).await;
+        assert!(
+            quiet.is_err(),
+            "the watch without hasleader ended: {quiet:?}"
+        );
+    });
+}
+
+#[test]
+fn etcd_hasleader_watch_ends_without_a_leader() {
+    hasleader_watch_ends_without_a_leader(Server::etcd());
+}
+
+#[test]
+fn ironcd_hasleader_watch_ends_without_a_leader() {
+    hasleader_watch_ends_without_a_leader(ironcd!());
 }
