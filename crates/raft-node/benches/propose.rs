@@ -474,6 +474,7 @@ fn spawn_applier(node: RaftNode, mut stream: ironcd_raft_node::ApplyStream) -> J
                     }
                 }
                 Apply::Snapshot(snapshot) => node.report_durable_applied(snapshot.index),
+                Apply::Leadership(_) => {}
                 Apply::SnapshotDue { index } => {
                     if let Err(e) = node.create_snapshot(index, Vec::new()).await {
                         eprintln!("member {}: snapshot at {index} failed: {e}", node.id());

@@ -101,6 +101,8 @@ pub(crate) struct Driver {
     leave_joint_term: u64,
     /// Delivered before anything else (a snapshot the applier lacks).
     startup: Option<SnapshotData>,
+    /// Whether the applier was last told this member leads.
+    leading: bool,
 }
 
 impl Driver {
@@ -200,6 +202,7 @@ impl Driver {
             snapshot_requested: false,
             leave_joint_term: 0,
             startup,
+            leading: false,
             config,
         })
     }
@@ -470,6 +473,13 @@ impl Driver {
 
     async fn on_ready(&mut self) -> Result<()> {
         let mut ready = self.raw.ready();
+        if let Some(ss) = ready.ss() {
+            let leading = ss.raft_state == StateRole::Leader;
+            if leading != self.leading {
+                self.leading = leading;
+                self.deliver(Apply::Leadership(leading)).await;
+            }
+        }
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();

@@ -33,6 +33,11 @@ pub enum Apply {
         /// Index of the last entry delivered before this request.
         index: u64,
     },
+    /// This member became leader (`true`) or stopped being it (`false`).
+    /// Delivered in order with the entries: every entry committed in a
+    /// term this member leads comes after its `Leadership(true)` (etcd
+    /// promotes its lessor at that point).
+    Leadership(bool),
 }
 
 /// One committed entry.

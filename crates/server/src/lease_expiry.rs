@@ -1,7 +1,7 @@
-//! The leader's side of leases: the lessor is promoted when this member
-//! becomes leader (every lease extended by an election timeout) and
-//! demoted when it stops; while it leads, every [`TICK_INTERVAL`] the
-//! lessor hands out expired leases, which go over a bounded channel to a
+//! The leader's side of leases. The applier promotes the lessor when raft
+//! makes this member leader (every lease extended by an election timeout)
+//! and demotes it when it stops; while it is primary, every
+//! [`TICK_INTERVAL`] the lessor hands out expired leases, which go over a bounded channel to a
 //! revoker that proposes their revokes at most `revoke_rate_per_s` a
 //! second, and due checkpoints, which are proposed at once.
 
@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::server::EtcdServer;
 
-/// How often a member checks whether it leads.
+/// How often the expiry task looks whether its lessor is primary and a
+/// tick is due.
 pub const LEADERSHIP_POLL: Duration = Duration::from_millis(100);
 /// Revoke proposals of expired leases in flight at once, at most.
 pub const MAX_REVOKES_IN_FLIGHT: usize = 1024;
@@ -26,33 +27,22 @@ const REVOKE_SLOT: Duration = Duration::from_millis(100);
 pub(crate) async fn run(server: EtcdServer) {
     let (expired_tx, expired_rx) = mpsc::channel(EXPIRED_CHANNEL_CAPACITY);
     tokio::join!(
-        follow_leadership(server.clone(), expired_tx),
+        tick_while_leading(server.clone(), expired_tx),
         revoke_expired(server, expired_rx)
     );
 }
 
-async fn follow_leadership(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId>>) {
+async fn tick_while_leading(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId>>) {
     let lessor = server.state().lessor.clone();
-    let extend = Duration::from_millis(server.inner.cfg.election_ms);
     let rate = f64::from(lessor.config().revoke_rate_per_s);
     let mut poll = tokio::time::interval(LEADERSHIP_POLL);
     let mut last_tick = Instant::now();
     loop {
         poll.tick().await;
-        let leading = server.leader().await == server.id();
-        match (leading, lessor.is_primary()) {
-            (true, false) => {
-                tracing::info!("leading: the lessor expires leases from now on");
-                lessor.promote(extend);
-            }
-            (false, true) => {
-                tracing::info!("no longer leading: the lessor stops expiring leases");
-                lessor.demote();
-            }
-            _ => {}
-        }
         let since = last_tick.elapsed();
-        if !leading || since < TICK_INTERVAL {
+        // The applier promotes the lessor when raft makes this member
+        // leader, and demotes it when it stops being leader.
+        if !lessor.is_primary() || since < TICK_INTERVAL {
             continue;
         }
         last_tick = Instant::now();

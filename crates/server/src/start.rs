@@ -302,6 +302,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
         node: node.clone(),
         peers: transport.clone(),
         consistent_index,
+        lease_extend: Duration::from_millis(cfg.election_ms),
     };
     let applier = std::thread::Builder::new()
         .name("applier".into())

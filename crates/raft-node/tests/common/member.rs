@@ -156,6 +156,7 @@ pub async fn run_applier(
                 fs::write(dir.join("restored"), snapshot.index.to_string()).unwrap();
                 node.report_durable_applied(snapshot.index);
             }
+            Apply::Leadership(_) => {}
             Apply::SnapshotDue { index } => {
                 let data = {
                     let log = log.lock();

@@ -280,6 +280,9 @@ pub struct Applier<S = RaftNode, P = GrpcTransport, B: Backend = RocksBackend> {
     pub peers: Arc<P>,
     /// Index of the last entry applied.
     pub consistent_index: u64,
+    /// What every lease is extended by when this member becomes leader
+    /// (the election timeout, as etcd).
+    pub lease_extend: std::time::Duration,
 }
 
 impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
@@ -302,6 +305,16 @@ impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
             Apply::Entries(entries) => entries.iter().for_each(|e| self.apply_entry(e)),
             Apply::Snapshot(s) => self.apply_snapshot(s),
             Apply::SnapshotDue { index } => self.snapshot(index).await,
+            // In order with the entries, so that no lease granted in this
+            // member's term is extended as if it predated the election.
+            Apply::Leadership(true) => {
+                tracing::info!("leading: the lessor expires leases from now on");
+                self.state.lessor.promote(self.lease_extend);
+            }
+            Apply::Leadership(false) => {
+                tracing::info!("no longer leading: the lessor stops expiring leases");
+                self.state.lessor.demote();
+            }
         }
     }
 

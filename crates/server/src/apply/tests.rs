@@ -95,6 +95,7 @@ fn open<B: Backend>(storage: impl Storage<B>) -> Member0<B> {
             node: sink.clone(),
             peers: Arc::new(Peers::default()),
             consistent_index,
+            lease_extend: std::time::Duration::from_secs(1),
         },
         sink,
     }
