@@ -515,13 +515,13 @@ impl Lessor {
         for &id in &ids {
             self.refresh(&mut inner, id, now, extend_ns);
         }
-        self.spread(&mut inner, now);
+        self.spread(&mut inner);
     }
 
     /// Moves expiries so that no second holds more than three quarters of
     /// the revoke rate: a mass expiry after a promotion leaves the rate
     /// room for leases that expire on their own.
-    fn spread(&self, inner: &mut Inner, now: u64) {
+    fn spread(&self, inner: &mut Inner) {
         let per_s = (3 * u64::from(self.cfg.revoke_rate_per_s) / 4).max(1);
         if (inner.leases.len() as u64) <= per_s {
             return;
@@ -548,7 +548,7 @@ impl Lessor {
             in_window += 1;
             let at = expiry.max(window_start);
             if at != expiry {
-                self.set_expiry(inner, id, at, now);
+                self.set_expiry(inner, id, at);
             }
         }
     }
@@ -643,7 +643,7 @@ impl Lessor {
             .saturating_add(extend_ns)
             .saturating_add(secs_ns(lease.run_ttl_s()));
         let long = lease.run_ttl_s() as u64 > self.cfg.checkpoint_interval.as_secs();
-        self.set_expiry(inner, id, expiry, now);
+        self.set_expiry(inner, id, expiry);
         if self.cfg.checkpointing && long {
             let at = now.saturating_add(duration_ns(self.cfg.checkpoint_interval));
             if let Some(lease) = inner.leases.get_mut(&id) {
@@ -652,7 +652,6 @@ impl Lessor {
             push_bounded(
                 &mut inner.checkpoints,
                 (at, id),
-                inner.leases.len(),
                 |l| l.checkpoint_ns,
                 &inner.leases,
             );
@@ -661,7 +660,7 @@ impl Lessor {
 
     /// Sets lease `id`'s expiry; pushes a heap entry only when it has none
     /// or the new expiry comes before it.
-    fn set_expiry(&self, inner: &mut Inner, id: LeaseId, expiry: u64, _now: u64) {
+    fn set_expiry(&self, inner: &mut Inner, id: LeaseId, expiry: u64) {
         let Some(lease) = inner.leases.get_mut(&id) else {
             return;
         };
@@ -670,13 +669,7 @@ impl Lessor {
             return;
         }
         lease.due_ns = expiry;
-        push_bounded(
-            &mut inner.expiry,
-            (expiry, id),
-            inner.leases.len(),
-            |l| l.due_ns,
-            &inner.leases,
-        );
+        push_bounded(&mut inner.expiry, (expiry, id), |l| l.due_ns, &inner.leases);
     }
 }
 
@@ -686,11 +679,10 @@ impl Lessor {
 fn push_bounded(
     heap: &mut Heap,
     entry: (u64, LeaseId),
-    leases: usize,
     live: impl Fn(&Lease) -> u64,
     all: &HashMap<LeaseId, Lease>,
 ) {
-    if heap.len() > leases + HEAP_SLACK_ENTRIES {
+    if heap.len() > all.len() + HEAP_SLACK_ENTRIES {
         let rebuilt: Vec<Reverse<(u64, LeaseId)>> = all
             .iter()
             .map(|(&id, l)| (live(l), id))

@@ -17,7 +17,7 @@ use crate::server::EtcdServer;
 
 /// How often the expiry task looks whether its lessor is primary and a
 /// tick is due.
-pub const LEADERSHIP_POLL: Duration = Duration::from_millis(100);
+pub const TICK_POLL: Duration = Duration::from_millis(100);
 /// Revoke proposals of expired leases in flight at once, at most.
 pub const MAX_REVOKES_IN_FLIGHT: usize = 1024;
 /// The revoker spends its rate in slots of this length.
@@ -35,7 +35,7 @@ pub(crate) async fn run(server: EtcdServer) {
 async fn tick_while_leading(server: EtcdServer, expired: mpsc::Sender<Vec<LeaseId>>) {
     let lessor = server.state().lessor.clone();
     let rate = f64::from(lessor.config().revoke_rate_per_s);
-    let mut poll = tokio::time::interval(LEADERSHIP_POLL);
+    let mut poll = tokio::time::interval(TICK_POLL);
     let mut last_tick = Instant::now();
     loop {
         poll.tick().await;

@@ -129,6 +129,21 @@ fn entry_of(index: u64, req: InternalRaftRequest) -> Committed {
     }
 }
 
+/// Writes `state`'s backend as a peer's snapshot stream into `name`
+/// under `dir`.
+fn snapshot_file<B: Backend>(
+    state: &State<B>,
+    dir: &tempfile::TempDir,
+    name: &str,
+) -> std::path::PathBuf {
+    let file = dir.path().join(name);
+    let mut out = std::fs::File::create(&file).unwrap();
+    state
+        .write_backend_snapshot(&mut |_| Ok(()), &mut out)
+        .unwrap();
+    file
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -208,15 +223,7 @@ fn a_snapshot_from_a_peer_replaces_the_state<B: Backend>(storage: impl Storage<B
         );
     }
     let file_dir = tempfile::tempdir().unwrap();
-    let file = file_dir.path().join("0000000000000024.snap.db");
-    {
-        let mut out = std::fs::File::create(&file).unwrap();
-        leader
-            .applier
-            .state
-            .write_backend_snapshot(&mut |_| Ok(()), &mut out)
-            .unwrap();
-    }
+    let file = snapshot_file(&leader.applier.state, &file_dir, "0000000000000024.snap.db");
 
     // A follower with state of its own, behind, and an observer (the
     // watch layer's) that must outlive the install.
@@ -480,15 +487,7 @@ fn a_snapshot_install_recovers_leases_and_their_keys() {
         leased_put_entry(3, "leased", 0x61),
     ])));
     let file_dir = tempfile::tempdir().unwrap();
-    let file = file_dir.path().join("0000000000000003.snap.db");
-    {
-        let mut out = std::fs::File::create(&file).unwrap();
-        leader
-            .applier
-            .state
-            .write_backend_snapshot(&mut |_| Ok(()), &mut out)
-            .unwrap();
-    }
+    let file = snapshot_file(&leader.applier.state, &file_dir, "0000000000000003.snap.db");
     let mut follower = in_memory();
     rt.block_on(
         follower
