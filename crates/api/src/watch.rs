@@ -1,9 +1,15 @@
-//! The Watch service: one task per client stream that takes the client's
-//! create, cancel and progress requests, and sends the server's watch
-//! events with `prev_kv`, fragments and progress notifications, as etcd's
-//! `serverWatchStream` does.
+//! The Watch service: one state machine per client stream that takes the
+//! client's create, cancel and progress requests, and sends the server's
+//! watch events with `prev_kv`, fragments and progress notifications, as
+//! etcd's `serverWatchStream` does.
+//!
+//! The machine is the response stream itself, run by whichever task polls
+//! it (hyper's for the HTTP/2 stream): the watchable store's send wakes
+//! that task directly, with no task and channel of its own in between. A
+//! client that stops reading stops the polling, so the store's channel to
+//! the stream fills and its watchers become victims, as before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +18,7 @@ use ironcd_proto::etcdserverpb::watch_request::RequestUnion;
 use ironcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
 use ironcd_proto::mvccpb::event::EventType;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::time::Interval;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
@@ -23,10 +29,6 @@ use crate::EtcdError;
 /// on progress notifications for the whole stream (clientv3's
 /// `InvalidWatchID`).
 pub const INVALID_WATCH_ID: i64 = -1;
-
-/// Responses queued for the client before the stream's task waits for it
-/// to read (the server's own buffer of events is behind this).
-const SEND_QUEUE: usize = 16;
 
 /// How often a progress request that found watchers still catching up is
 /// tried again.
@@ -48,10 +50,19 @@ struct Options {
     progress: Option<bool>,
 }
 
-struct Task<S: WatchApi> {
+struct ServerStream<S: WatchApi> {
     server: Arc<S>,
     session: S::Session,
-    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    events: S::Events,
+    requests: Streaming<WatchRequest>,
+    require_leader: bool,
+    progress: Interval,
+    retry: Interval,
+    leader: Interval,
+    /// Responses of the last step, handed out before the next step runs:
+    /// one step makes at most one request's answer or one batch's
+    /// fragments.
+    out: VecDeque<Result<WatchResponse, Status>>,
     watchers: HashMap<i64, Options>,
     /// A progress request that found watchers behind, to retry.
     progress_due: bool,
@@ -67,62 +78,69 @@ pub(crate) fn serve<S: WatchApi>(
     require_leader: bool,
     max_request_bytes: usize,
 ) -> WatchStream {
-    let (out, rx) = mpsc::channel(SEND_QUEUE);
-    let task = Task {
+    let mut progress = tokio::time::interval(server.watch_progress_interval());
+    progress.reset();
+    let task = ServerStream {
         server,
         session,
-        out,
+        events,
+        requests,
+        require_leader,
+        progress,
+        retry: tokio::time::interval(PROGRESS_RETRY),
+        leader: tokio::time::interval(LEADER_CHECK),
+        out: VecDeque::new(),
         watchers: HashMap::new(),
         progress_due: false,
         max_request_bytes,
     };
-    tokio::spawn(task.run(events, requests, require_leader));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    let responses = futures_util::stream::unfold((task, true), |(mut task, mut open)| async move {
+        loop {
+            if let Some(response) = task.out.pop_front() {
+                return Some((response, (task, open)));
+            }
+            if !open {
+                return None;
+            }
+            open = task.step().await;
+        }
+    });
+    Box::pin(responses)
 }
 
-impl<S: WatchApi> Task<S> {
-    async fn run(
-        mut self,
-        mut events: S::Events,
-        mut requests: Streaming<WatchRequest>,
-        require_leader: bool,
-    ) {
-        let mut progress = tokio::time::interval(self.server.watch_progress_interval());
-        progress.reset();
-        let mut retry = tokio::time::interval(PROGRESS_RETRY);
-        let mut leader = tokio::time::interval(LEADER_CHECK);
-        loop {
-            let more = tokio::select! {
-                request = requests.message() => match request {
-                    Ok(Some(request)) => self.request(request).await,
-                    // The client closed its side, or the stream broke:
-                    // etcd ends the whole stream then.
-                    Ok(None) | Err(_) => false,
-                },
-                Some(batch) = events.next() => self.events(batch).await,
-                _ = progress.tick() => self.progress_tick().await,
-                _ = retry.tick(), if self.progress_due => {
-                    self.progress_due = !self.session.progress_all();
+impl<S: WatchApi> ServerStream<S> {
+    /// Waits for the next request, batch of events or timer and handles
+    /// it, queueing its responses in `out`; false once the stream ends
+    /// (after what is queued has been sent).
+    async fn step(&mut self) -> bool {
+        tokio::select! {
+            request = self.requests.message() => match request {
+                Ok(Some(request)) => self.request(request).await,
+                // The client closed its side, or the stream broke:
+                // etcd ends the whole stream then.
+                Ok(None) | Err(_) => false,
+            },
+            Some(batch) = self.events.next() => self.events(batch).await,
+            _ = self.progress.tick() => self.progress_tick().await,
+            _ = self.retry.tick(), if self.progress_due => {
+                self.progress_due = !self.session.progress_all();
+                true
+            }
+            _ = self.leader.tick(), if self.require_leader => {
+                if self.server.has_leader().await {
                     true
+                } else {
+                    self.out.push_back(Err(Status::from(EtcdError::NoLeader)));
+                    false
                 }
-                _ = leader.tick(), if require_leader => {
-                    if self.server.has_leader().await {
-                        true
-                    } else {
-                        let _ = self.out.send(Err(Status::from(EtcdError::NoLeader))).await;
-                        false
-                    }
-                }
-                _ = self.out.closed() => false,
-            };
-            if !more {
-                return;
             }
         }
     }
 
-    async fn send(&self, response: WatchResponse) -> bool {
-        self.out.send(Ok(response)).await.is_ok()
+    /// Queues `response`; the stream goes on.
+    async fn send(&mut self, response: WatchResponse) -> bool {
+        self.out.push_back(Ok(response));
+        true
     }
 
     async fn request(&mut self, request: WatchRequest) -> bool {

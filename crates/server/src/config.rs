@@ -166,6 +166,9 @@ pub struct ServerConfig {
     pub max_request_bytes: u64,
     /// `--max-txn-ops`.
     pub max_txn_ops: u64,
+    /// `--max-concurrent-streams`: HTTP/2 streams one client connection
+    /// may have open at once (etcd: no limit, as grpc-go's default).
+    pub max_concurrent_streams: u32,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
     pub auto_compaction: AutoCompaction,
     /// `--force-new-cluster`: restart as a one-member cluster.
@@ -216,6 +219,7 @@ impl Default for ServerConfig {
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            max_concurrent_streams: u32::MAX,
             auto_compaction: AutoCompaction::Off,
             force_new_cluster: false,
             log_level: LogLevel::Info,

@@ -1,13 +1,18 @@
 //! Listeners: accepted connections through TLS when the URL is
 //! `https://` (both schemes on one port when a host is given with both),
-//! then through the `:authority` repair, into axum; the verified client
-//! certificate's common name reaches every request as a
-//! [`VerifiedClientName`].
+//! then through the `:authority` repair, into hyper's HTTP/1 and HTTP/2
+//! server (with etcd's stream limit, [`ConnLimits`]) and the axum router;
+//! the verified client certificate's common name reaches every request as
+//! a [`VerifiedClientName`].
 
 use std::net::SocketAddr;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::serve::IncomingStream;
+use hyper::body::Incoming as Body;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use ironcd_api::VerifiedClientName;
 use ironcd_h2_authority::AuthorityFixIo;
 use ironcd_tls::{Acceptor, Conn, Incoming, Mode, TlsInfo, HANDSHAKE_TIMEOUT};
@@ -70,46 +75,60 @@ impl axum::serve::Listener for ServeListener {
     }
 }
 
-/// Who is on the other end of a connection: the verified client
-/// certificate's common name, if the handshake verified one.
-#[derive(Clone, Debug)]
-struct ClientIdentity(Option<String>);
-
-impl Connected<IncomingStream<'_, ServeListener>> for ClientIdentity {
-    fn connect_info(stream: IncomingStream<'_, ServeListener>) -> Self {
-        ClientIdentity(stream.io().get_ref().client_name())
-    }
+/// What each accepted connection may do.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// HTTP/2 streams open at once on one connection
+    /// (`--max-concurrent-streams`). hyper's own default is 200, which
+    /// would hang a client multiplexing more watches than that over one
+    /// connection (as Kubernetes' API server does); etcd sets no limit.
+    pub max_concurrent_streams: u32,
 }
 
-async fn name_the_client(
-    ConnectInfo(identity): ConnectInfo<ClientIdentity>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    if let Some(name) = identity.0 {
-        request.extensions_mut().insert(VerifiedClientName(name));
-    }
-    next.run(request).await
-}
-
-/// Serves `router` on `listener` until `stop` turns true.
+/// Serves `router` on `listener` until `stop` turns true; then stops
+/// accepting, asks every connection to finish (HTTP/2 GOAWAY) and waits for
+/// them.
 pub fn serve(
-    listener: ServeListener,
+    mut listener: ServeListener,
     router: axum::Router,
+    limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let router = router.layer(axum::middleware::from_fn(name_the_client));
     tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let service = router.into_make_service_with_connect_info::<ClientIdentity>();
-        if let Err(e) = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener stopped");
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .max_concurrent_streams(limits.max_concurrent_streams);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (io, _addr) = tokio::select! {
+                accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            // Every request carries the connection's verified client name,
+            // if it has one: it comes from the handshake only, never from
+            // the request.
+            let name = io.get_ref().client_name();
+            let router = TowerToHyperService::new(router.clone());
+            let service = hyper::service::service_fn(move |mut request: Request<Body>| {
+                if let Some(name) = &name {
+                    request
+                        .extensions_mut()
+                        .insert(VerifiedClientName(name.clone()));
+                }
+                hyper::service::Service::call(&router, request)
+            });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::trace!(error = %e, "connection ended");
+                }
+            });
         }
+        graceful.shutdown().await;
     })
 }
 
@@ -183,6 +202,9 @@ mod tests {
         let task = serve(
             listener,
             axum::Router::new().route("/whoami", get(whoami)),
+            ConnLimits {
+                max_concurrent_streams: u32::MAX,
+            },
             stop,
         );
 

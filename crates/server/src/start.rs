@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::apply::Applier;
 use crate::config::{ClusterState, ServerConfig};
 use crate::error::{Error, Result};
-use crate::listen::{serve, ServeListener};
+use crate::listen::{serve, ConnLimits, ServeListener};
 use crate::members::{cluster_id, initial_members};
 use crate::metrics::Metrics;
 use crate::server::{EtcdServer, Inner};
@@ -364,6 +364,9 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
         max_request_bytes: cfg.max_request_bytes,
     };
     let services = Services::new(Arc::new(server.clone()), limits);
+    let conn_limits = ConnLimits {
+        max_concurrent_streams: cfg.max_concurrent_streams,
+    };
     let peer_routes = || {
         tonic::service::Routes::new(server.inner.transport.service())
             .add_service(ClusterServer::new(services.clone()))
@@ -389,9 +392,12 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
                 "client" => client_routes(),
                 _ => crate::http::routes(server.clone()),
             };
-            running
-                .tasks
-                .push(serve(listener, routes, running.shutdown.subscribe()));
+            running.tasks.push(serve(
+                listener,
+                routes,
+                conn_limits,
+                running.shutdown.subscribe(),
+            ));
             let how = match mode {
                 Mode::Plain => "insecurely",
                 Mode::Tls => "securely",

@@ -45,6 +45,11 @@ const SLOW_CONSUMER_PUTS: usize = 100_000;
 const MANY_WATCHERS: usize = 10_000;
 /// Streams the second half spreads [`MANY_WATCHERS`] over.
 const MANY_STREAMS: usize = 100;
+/// Watch streams on one client connection: more than hyper's default
+/// limit of 200 concurrent HTTP/2 streams (etcd sets none).
+const STREAMS_ON_ONE_CONNECTION: usize = 300;
+/// `--max-concurrent-streams` for the area that checks the limit holds.
+const STREAM_LIMIT: usize = 2;
 
 /// Each area runs with [`run`] unless it names its runner after `=>`.
 macro_rules! on_both_implementations {
@@ -86,6 +91,8 @@ on_both_implementations!(
     progress_notify_on_the_interval => run_with_progress_ticks,
     slow_consumer_gets_every_event => run_with_endpoint,
     ten_thousand_watchers_one_stream_and_across_100_streams => run_with_endpoint,
+    three_hundred_streams_on_one_connection => run_with_endpoint,
+    max_concurrent_streams_is_honoured => run_with_stream_limit,
 );
 
 fn run<F, Fut>(server: Server, area_name: &str, area: F)
@@ -108,6 +115,16 @@ where
     run_with_args(server, area_name, &[&interval], move |client, _| {
         area(client)
     });
+}
+
+/// [`run`] on a cluster with `--max-concurrent-streams` [`STREAM_LIMIT`].
+fn run_with_stream_limit<F, Fut>(server: Server, area_name: &str, area: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = format!("--max-concurrent-streams={STREAM_LIMIT}");
+    run_with_args(server, area_name, &[&limit], area);
 }
 
 /// [`run`] for an area that also connects clients of its own to the
@@ -644,6 +661,55 @@ async fn ten_thousand_watchers_one_stream_and_across_100_streams(
     while let Some(read) = readers.join_next().await {
         read.expect("a stream's watchers each got their event");
     }
+}
+
+/// Many watch streams multiplexed over the one connection a client has
+/// (as Kubernetes' API server watches): every stream is created and gets
+/// its event.
+async fn three_hundred_streams_on_one_connection(mut client: Client, endpoint: String) {
+    let mut streams = Vec::with_capacity(STREAMS_ON_ONE_CONNECTION);
+    let mut keys = Vec::with_capacity(STREAMS_ON_ONE_CONNECTION);
+    for s in 0..STREAMS_ON_ONE_CONNECTION {
+        let key = vec![format!("conn/{s:03}")];
+        streams.push((open_watchers(&mut client, &key).await, key.clone()));
+        keys.extend(key);
+    }
+    let revisions = std::sync::Arc::new(revisions_of(put_all(&endpoint, keys).await));
+    let mut readers = tokio::task::JoinSet::new();
+    for (mut stream, keys) in streams {
+        let revisions = revisions.clone();
+        readers.spawn(async move { expect_one_event_each(&mut stream, &keys, &revisions).await });
+    }
+    while let Some(read) = readers.join_next().await {
+        read.expect("each stream's watcher got its event");
+    }
+}
+
+/// With `--max-concurrent-streams` at [`STREAM_LIMIT`], a connection holds
+/// that many open streams; the next one waits (the client queues it) until
+/// one of them ends, then opens. (Puts go over a connection of their own:
+/// a unary call is a stream too.)
+async fn max_concurrent_streams_is_honoured(mut client: Client, endpoint: String) {
+    let mut open = Vec::new();
+    for s in 0..STREAM_LIMIT {
+        open.push(open_watchers(&mut client, &[format!("limit/{s}")]).await);
+    }
+    let mut waiting_client = client.clone();
+    let mut waiting = tokio::spawn(async move {
+        open_watchers(&mut waiting_client, &["limit/next".to_string()]).await
+    });
+    assert!(
+        tokio::time::timeout(QUIET, &mut waiting).await.is_err(),
+        "a stream past the limit was opened at once"
+    );
+    drop(open.pop());
+    let mut next = tokio::time::timeout(ARRIVES, waiting)
+        .await
+        .expect("the waiting stream opens once another ends")
+        .expect("opening the waiting stream");
+    let keys = vec!["limit/next".to_string()];
+    let revisions = revisions_of(put_all(&endpoint, keys.clone()).await);
+    expect_one_event_each(&mut next, &keys, &revisions).await;
 }
 
 /// A stream with a watcher on each of `keys`, the i-th with id i, all

@@ -4,8 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use interavl::IntervalTree;
-
+use crate::interval::{Bound, IntervalTree};
 use crate::WatchId;
 
 /// A watcher, by its stream and its id there.
@@ -13,13 +12,6 @@ use crate::WatchId;
 pub(crate) struct WatcherKey {
     pub stream: u64,
     pub id: WatchId,
-}
-
-/// A bound of a half-open key range; `Unbounded` sorts after every key.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Bound {
-    Key(Vec<u8>),
-    Unbounded,
 }
 
 /// What a watcher watches: one key, or `[start, end)`.
@@ -51,10 +43,7 @@ impl KeyRange {
     pub fn contains(&self, key: &[u8]) -> bool {
         match self {
             KeyRange::Key(k) => k == key,
-            KeyRange::Range(r) => {
-                let k = Bound::Key(key.to_vec());
-                r.start <= k && k < r.end
-            }
+            KeyRange::Range(r) => r.start.is_at_or_before(key) && r.end.is_after(key),
         }
     }
 }
@@ -64,15 +53,8 @@ impl KeyRange {
 #[derive(Default)]
 pub(crate) struct SyncedIndex {
     keys: HashMap<Vec<u8>, HashSet<WatcherKey>>,
-    ranges: IntervalTree<Bound, HashSet<WatcherKey>>,
+    ranges: IntervalTree<HashSet<WatcherKey>>,
     len: usize,
-}
-
-/// The one-key range `[key, key\0)`, for point queries of the tree.
-fn point(key: &[u8]) -> Range<Bound> {
-    let mut next = key.to_vec();
-    next.push(0);
-    Bound::Key(key.to_vec())..Bound::Key(next)
 }
 
 impl SyncedIndex {
@@ -130,9 +112,8 @@ impl SyncedIndex {
         if let Some(set) = self.keys.get(key) {
             out.extend(set.iter().copied());
         }
-        for (_, set) in self.ranges.iter_overlaps(&point(key)) {
-            out.extend(set.iter().copied());
-        }
+        self.ranges
+            .for_each_containing(key, |set| out.extend(set.iter().copied()));
     }
 }
 

@@ -8,8 +8,9 @@
 //! * **synced**: caught up with the store. Each committed txn's events are
 //!   matched against them when it ends — single-key watchers through a
 //!   hash map, range watchers through an interval tree of half-open key
-//!   ranges (an empty range end, "every key from `key`", is unbounded) —
-//!   and sent at once.
+//!   ranges (an empty range end, "every key from `key`", is unbounded;
+//!   each subtree keeps its largest end, so a key visits only the ranges
+//!   that can hold it) — and sent at once.
 //! * **unsynced**: starting behind the current revision (a historical
 //!   start, or back from being a victim, or after the store was replaced by
 //!   a snapshot install). A background loop, every
@@ -31,6 +32,7 @@
 
 mod group;
 mod history;
+mod interval;
 mod store;
 mod stream;
 

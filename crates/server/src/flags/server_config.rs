@@ -46,6 +46,8 @@ pub(super) fn build_config(
         quota_backend_bytes: quota_backend_bytes(settings, notes),
         max_request_bytes: settings.uint("max-request-bytes"),
         max_txn_ops: settings.uint("max-txn-ops"),
+        max_concurrent_streams: u32::try_from(settings.uint("max-concurrent-streams"))
+            .unwrap_or(u32::MAX),
         auto_compaction: auto_compaction(settings)?,
         force_new_cluster: settings.bool("force-new-cluster"),
         log_level: log_level(settings),
