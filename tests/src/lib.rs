@@ -9,6 +9,9 @@
 //!
 //! - [`ports`]: free loopback ports and unique cluster tokens.
 //! - [`process`]: bounded runs and waits of child processes, signals.
+//! - [`proxy`]: a loopback TCP [`Proxy`] that injects network faults
+//!   (blackhole, pause, delay per direction; dropped and refused
+//!   connections) between peers or between clients and servers.
 //! - [`cluster`]: [`Server`], [`Opts`] and [`Cluster`] (start, kill,
 //!   terminate, restart, spawn with extra environment, wait for exit);
 //!   client and peer URLs `http` or `https` ([`Scheme`]).
@@ -19,6 +22,7 @@
 //!   TLS cluster's `--cacert`, `--cert`, `--key`) when asked.
 //! - [`join`]: a member that joins a running cluster ([`Cluster::join`]).
 //! - [`status`]: `endpoint status` parsed into [`MemberStatus`]; leaders.
+//! - [`linearizability`]: a checker of recorded KV and lease histories.
 //!
 //! A TLS cluster is an [`Opts`] with `https` schemes, the members'
 //! certificate flags in [`Opts::extra_args`] and etcdctl's in
@@ -59,8 +63,10 @@ pub mod certs;
 pub mod cluster;
 pub mod etcdctl;
 pub mod join;
+pub mod linearizability;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod status;
 
 pub use certs::{CertFiles, CertSpec, Pki};
@@ -71,6 +77,7 @@ pub use etcdctl::{
 pub use join::Joiner;
 pub use ports::{free_ports, unique_token};
 pub use process::{require_installed, run_bounded, wait_bounded};
+pub use proxy::{Direction, DirectionStats, Proxy, ProxyHandle, Stats};
 pub use status::{MemberStatus, LEADER_TIMEOUT};
 
 use std::path::PathBuf;
