@@ -651,8 +651,17 @@ async fn ten_thousand_watchers_one_stream_and_across_100_streams(
         streams.push((open_watchers(&mut client, &keys).await, keys.clone()));
         all_keys.extend(keys);
     }
-    let revisions = std::sync::Arc::new(revisions_of(put_all(&endpoint, all_keys).await));
-    // Read all at once, so their waits for nothing more overlap.
+    let revisions = revisions_of(put_all(&endpoint, all_keys).await);
+    expect_one_event_on_every_stream(streams, revisions).await;
+}
+
+/// [`expect_one_event_each`] on every stream at once, so their waits for
+/// nothing more overlap.
+async fn expect_one_event_on_every_stream(
+    streams: Vec<(Watchers, Vec<String>)>,
+    revisions: BTreeMap<String, i64>,
+) {
+    let revisions = std::sync::Arc::new(revisions);
     let mut readers = tokio::task::JoinSet::new();
     for (mut stream, keys) in streams {
         let revisions = revisions.clone();
@@ -674,15 +683,8 @@ async fn three_hundred_streams_on_one_connection(mut client: Client, endpoint: S
         streams.push((open_watchers(&mut client, &key).await, key.clone()));
         keys.extend(key);
     }
-    let revisions = std::sync::Arc::new(revisions_of(put_all(&endpoint, keys).await));
-    let mut readers = tokio::task::JoinSet::new();
-    for (mut stream, keys) in streams {
-        let revisions = revisions.clone();
-        readers.spawn(async move { expect_one_event_each(&mut stream, &keys, &revisions).await });
-    }
-    while let Some(read) = readers.join_next().await {
-        read.expect("each stream's watcher got its event");
-    }
+    let revisions = revisions_of(put_all(&endpoint, keys).await);
+    expect_one_event_on_every_stream(streams, revisions).await;
 }
 
 /// With `--max-concurrent-streams` at [`STREAM_LIMIT`], a connection holds
