@@ -117,6 +117,20 @@ impl KeyIndex {
         }
     }
 
+    /// Rebuilds, during restore, a key whose only change left is a
+    /// tombstone (at the compaction revision): the key stays in the index
+    /// until a compaction past it, so a resumed compaction at that
+    /// revision keeps the tombstone as the first run did (etcd #19179).
+    pub fn restore_tombstone(tombstone: Revision) -> Self {
+        let mut generations = Small::one(Generation {
+            ver: 1,
+            created: 0,
+            revs: Small::one(tombstone),
+        });
+        generations.push(Generation::default());
+        Self { generations }
+    }
+
     /// Records a delete at `rev`, closing the current generation. Returns
     /// false (and changes nothing) when the key is not live.
     #[must_use]
@@ -180,10 +194,16 @@ impl KeyIndex {
         keep: &mut HashSet<Revision>,
     ) -> (usize, Option<usize>) {
         let mut gen = 0;
-        // Skip generations deleted at or before at_rev, but never the last.
+        // Skip generations deleted before at_rev, but never the last. A
+        // generation deleted *at* at_rev is kept down to its tombstone: a
+        // watch from at_rev (still allowed) must see that delete (etcd
+        // #18089, fixed in etcd 3.5.16 and 3.4.34) — unless the same
+        // revision created the key again (possible inside one mvcc txn,
+        // never through etcd's API), whose put is then the change to keep.
         while gen < self.generations.len() - 1 {
-            let g = &self.generations[gen];
-            if g.revs[g.revs.len() - 1].main > at_rev {
+            let tomb = self.generations[gen].revs[self.generations[gen].revs.len() - 1].main;
+            let recreated_by = self.generations[gen + 1].revs.first().map(|r| r.main);
+            if tomb > at_rev || (tomb == at_rev && recreated_by.is_none_or(|c| c > at_rev)) {
                 break;
             }
             gen += 1;
@@ -199,31 +219,27 @@ impl KeyIndex {
         (gen, rev_idx)
     }
 
-    /// Drops history older than `at_rev`, keeping the latest change ≤ it
-    /// (unless that change is a tombstone). Adds the revisions that must
-    /// survive in the backend to `keep`.
+    /// Drops history older than `at_rev`, keeping the latest change ≤ it,
+    /// even a tombstone at `at_rev` itself (the next compaction past it
+    /// drops it). Adds the revisions that must survive in the backend to
+    /// `keep`.
     ///
     /// # Panics
     /// On an empty key index: it should have been removed.
     pub fn compact(&mut self, at_rev: i64, keep: &mut HashSet<Revision>) {
         assert!(!self.is_empty(), "compacting an empty key index");
-        let (mut gen, rev_idx) = self.compaction_point(at_rev, keep);
-        let last = self.generations.len() - 1;
+        let (gen, rev_idx) = self.compaction_point(at_rev, keep);
         let g = &mut self.generations[gen];
-        if !g.is_empty() {
-            if let Some(i) = rev_idx {
-                g.revs.drop_front(i);
-            }
-            if g.revs.len() == 1 && gen != last {
-                // Only the tombstone is left: the whole generation goes.
-                keep.remove(&g.revs[0]);
-                gen += 1;
-            }
+        if let Some(i) = rev_idx {
+            g.revs.drop_front(i);
         }
         self.generations.drop_front(gen);
     }
 
-    /// What [`KeyIndex::compact`] would keep, without changing anything.
+    /// The revisions ≤ `at_rev` that HashKV covers after a compaction at
+    /// `at_rev`: what [`KeyIndex::compact`] keeps, except a tombstone at
+    /// `at_rev`, which releases before etcd 3.5.16 and 3.4.34 deleted, so
+    /// that every member hashes the same whichever kind compacted it.
     pub fn keep(&self, at_rev: i64, keep: &mut HashSet<Revision>) {
         if self.is_empty() {
             return;
@@ -294,21 +310,29 @@ mod tests {
 
     #[test]
     fn compaction_keeps_the_latest_live_change() {
-        // (compact at, generations left, revisions kept)
-        type Case = (i64, &'static [&'static [i64]], &'static [i64]);
+        // (compact at, generations left, revisions kept, revisions hashed)
+        type Case = (
+            i64,
+            &'static [&'static [i64]],
+            &'static [i64],
+            &'static [i64],
+        );
         let cases: &[Case] = &[
-            (1, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[]),
-            (2, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[2]),
-            (5, &[&[4, 6], &[8, 10, 12], &[14]], &[4]),
-            (6, &[&[8, 10, 12], &[14]], &[]),
-            (7, &[&[8, 10, 12], &[14]], &[]),
-            (9, &[&[8, 10, 12], &[14]], &[8]),
-            (11, &[&[10, 12], &[14]], &[10]),
-            (12, &[&[14]], &[]),
-            (14, &[&[14]], &[14]),
-            (20, &[&[14]], &[14]),
+            (1, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[], &[]),
+            (2, &[&[2, 4, 6], &[8, 10, 12], &[14]], &[2], &[2]),
+            (5, &[&[4, 6], &[8, 10, 12], &[14]], &[4], &[4]),
+            // A tombstone at the compaction stays (a watch from 6 sees
+            // the delete), but is not hashed.
+            (6, &[&[6], &[8, 10, 12], &[14]], &[6], &[]),
+            (7, &[&[8, 10, 12], &[14]], &[], &[]),
+            (9, &[&[8, 10, 12], &[14]], &[8], &[8]),
+            (11, &[&[10, 12], &[14]], &[10], &[10]),
+            (12, &[&[12], &[14]], &[12], &[]),
+            (13, &[&[14]], &[], &[]),
+            (14, &[&[14]], &[14], &[14]),
+            (20, &[&[14]], &[14], &[14]),
         ];
-        for &(at, gens, kept) in cases {
+        for &(at, gens, kept, hashed) in cases {
             let mut ki = history();
             let mut keep = HashSet::new();
             let mut would_keep = HashSet::new();
@@ -330,8 +354,46 @@ mod tests {
             assert_eq!(keep, kept, "keep at {at}");
             let mut would: Vec<i64> = would_keep.into_iter().map(|r| r.main).collect();
             would.sort();
-            assert_eq!(would, kept, "keep() at {at}");
+            assert_eq!(would, hashed, "keep() at {at}");
         }
+    }
+
+    #[test]
+    fn a_tombstone_at_the_compaction_lasts_until_the_next_one() {
+        let mut ki = KeyIndex::default();
+        ki.put(rev(1));
+        assert!(ki.tombstone(rev(2)));
+        let mut keep = HashSet::new();
+        ki.compact(2, &mut keep);
+        assert!(!ki.is_empty());
+        assert_eq!(keep, HashSet::from([rev(2)]));
+        assert_eq!(ki.get(2), None, "deleted at 2");
+        let mut keep = HashSet::new();
+        ki.compact(3, &mut keep);
+        assert!(ki.is_empty());
+        assert!(keep.is_empty());
+    }
+
+    #[test]
+    fn a_restored_lone_tombstone_compacts_as_the_original() {
+        let mut original = KeyIndex::default();
+        original.put(rev(1));
+        assert!(original.tombstone(rev(2)));
+        original.compact(2, &mut HashSet::new());
+        let mut restored = KeyIndex::restore_tombstone(rev(2));
+        assert_eq!(restored.get(5), None);
+        assert_eq!(restored.modified(), rev(2));
+        for at in [2, 3] {
+            let (mut a, mut b) = (HashSet::new(), HashSet::new());
+            original.compact(at, &mut a);
+            restored.compact(at, &mut b);
+            assert_eq!(a, b, "keep at {at}");
+            assert_eq!(original.is_empty(), restored.is_empty(), "at {at}");
+        }
+        // A key recreated after the lone tombstone gets a new generation.
+        let mut again = KeyIndex::restore_tombstone(rev(2));
+        again.put(rev(3));
+        assert_eq!(again.get(3).map(|k| (k.created, k.version)), Some((3, 1)));
     }
 
     #[test]

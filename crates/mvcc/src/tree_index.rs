@@ -95,8 +95,12 @@ impl TreeIndex {
                 ki.put(rev);
             }
             None if tombstone => {
-                // Only the tombstone of this key survived compaction: the
-                // key's history ends here and reads never see it.
+                // Only the tombstone of this key survived compaction (it is
+                // at the compaction revision): reads never see the key, but
+                // it stays indexed so that a compaction resumed at that
+                // revision keeps the tombstone too (etcd #19179).
+                self.keys
+                    .insert(key.into(), KeyIndex::restore_tombstone(rev));
             }
             None => {
                 self.keys

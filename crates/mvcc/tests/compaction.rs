@@ -216,3 +216,92 @@ fn a_reopened_store_reads_the_same_across_many_restore_batches() {
     assert_eq!(snapshot(&store, 9_000), at_old);
     assert!(before.1.len() > 4_000, "{} keys", before.1.len());
 }
+
+/// The events a watcher from `from` replays, as (revision, key, deleted).
+fn replay(store: &Store<RocksBackend>, from: i64) -> Vec<(i64, Vec<u8>, bool)> {
+    let (events, _) = store
+        .read()
+        .events(from, i64::MAX, usize::MAX)
+        .expect("events");
+    events
+        .iter()
+        .map(|e| {
+            let kv = e.kv.as_ref().expect("an event has a kv");
+            let deleted = e.r#type == ironcd_proto::mvccpb::event::EventType::Delete as i32;
+            (kv.mod_revision, kv.key.clone(), deleted)
+        })
+        .collect()
+}
+
+/// A compaction at a delete's revision keeps that tombstone, so a watch
+/// from the compaction revision (which is still allowed) gets the delete
+/// (etcd #18089); the kept tombstone is not hashed, and a later compaction
+/// drops it.
+#[test]
+fn a_delete_at_the_compaction_revision_is_still_replayed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.write().put(b"gone", b"v", 0); // 2
+    store.write().put(b"other", b"v", 0); // 3
+    let before = store.hash_by_rev(0).expect("hash").hash;
+    assert_eq!(store.write().delete_range(b"gone", None), 1); // 4
+    store.compact(4).expect("compact").wait().expect("finish");
+    assert_eq!(replay(&store, 4), [(4, b"gone".to_vec(), true)]);
+    let at_4 = store.range(
+        b"gone",
+        None,
+        RangeOptions {
+            rev: 4,
+            ..Default::default()
+        },
+    );
+    assert!(at_4.expect("range").kvs.is_empty(), "deleted at 4");
+    let compacted = store.hash_by_rev(0).expect("hash").hash;
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        replay(&store, 4),
+        [(4, b"gone".to_vec(), true)],
+        "after a restart"
+    );
+    assert_eq!(store.hash_by_rev(0).expect("hash").hash, compacted);
+    assert_ne!(before, compacted);
+    store.write().put(b"other", b"w", 0); // 5
+    store.compact(5).expect("compact").wait().expect("finish");
+    assert_eq!(revisions_in_backend(&store), [5]);
+}
+
+/// A compaction at a delete's revision that a crash interrupted after it
+/// had deleted the key's older revisions leaves the tombstone as the key's
+/// only record; the restored index keeps the key, so the compaction
+/// resumed on open keeps the tombstone as well (etcd #19179).
+#[test]
+fn a_resumed_compaction_keeps_a_lone_tombstone_at_its_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        store.write().put(b"gone", b"v", 0); // 2
+        store.write().put(b"other", b"v", 0); // 3
+        assert_eq!(store.write().delete_range(b"gone", None), 1); // 4
+        let mut tx = store.backend().batch_tx();
+        tx.put(
+            Bucket::META,
+            SCHEDULED_COMPACT_KEY,
+            &Revision::new(4, 0).to_bytes(),
+        );
+        tx.delete(Bucket::KEY, &Revision::new(2, 0).to_bytes());
+        drop(tx);
+        store.backend().force_commit().expect("commit");
+    }
+    let store = open(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while meta_rev(&store, FINISHED_COMPACT_KEY) != Some(4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resumed compaction never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(replay(&store, 4), [(4, b"gone".to_vec(), true)]);
+    assert_eq!(revisions_in_backend(&store), [3, 4]);
+}
