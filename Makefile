@@ -28,7 +28,7 @@ export ROCKSDB_LIB_DIR ROCKSDB_STATIC
 # ironcd is compared with) and curl.
 SYSTEM_PACKAGES := libclang-dev protobuf-compiler etcd-server etcd-client curl
 
-.PHONY: all deps rocksdb build test run bench bench-compare lint fmt clean
+.PHONY: all deps rocksdb build test run bench bench-compare robustness lint fmt clean
 
 all: build
 
@@ -79,6 +79,15 @@ bench: rocksdb
 bench-compare: rocksdb
 	$(CARGO) build --release -p ironcd-server -p ironcd-bench --bins
 	"$(CARGO_TARGET_DIR)/release/bench-compare" --out BENCHMARKS.md $(ARGS)
+
+# The robustness matrix: every scenario (fault x traffic x cluster size)
+# over 50 seeds; `make test` runs a fixed sample of it. A failed run keeps
+# its cluster's directory and names the seed that reproduces it:
+# make robustness IRONCD_ROBUSTNESS_SCENARIO=3m-kill-etcd IRONCD_ROBUSTNESS_SEED=7
+# (IRONCD_ROBUSTNESS_SEEDS, _FIRST_SEED and _SERVER=etcd: see
+# crates/server/tests/robustness.rs.)
+robustness: rocksdb
+	$(CARGO) test --release -p ironcd-server --test robustness -- --ignored matrix --nocapture
 
 lint: rocksdb
 	$(CARGO) fmt --all -- --check

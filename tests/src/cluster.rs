@@ -23,6 +23,7 @@ use crate::certs::{CertFiles, Pki};
 use crate::etcdctl::{etcdctl_tls_args, etcdctl_with_flags};
 use crate::ports::{free_ports, unique_token};
 use crate::process::{self, scrub_env, tail_lines, wait_bounded, wait_until, INSTALL_HINT};
+use crate::proxy::{Proxy, ProxyHandle};
 use crate::{Error, Result};
 
 /// The reference implementation, from Debian's `etcd-server` package.
@@ -159,6 +160,13 @@ pub struct Opts {
     /// etcdctl 3.4 dials TLS to a scheme-less endpoint
     /// ([`Cluster::host_port`]) once it is given a CA or a certificate.
     pub etcdctl_args: Vec<String>,
+    /// `Some(seed)`: every member's peer URL is reached through a
+    /// fault-injecting [`Proxy`] (its delay jitter seeded from `seed` and
+    /// the member's index): the member listens on its own peer port and
+    /// advertises the proxy's, so every other member dials it through the
+    /// proxy ([`Cluster::peer_proxy`]). `None`: peers dial each other
+    /// directly.
+    pub peer_proxy_seed: Option<u64>,
 }
 
 impl Default for Opts {
@@ -173,6 +181,7 @@ impl Default for Opts {
             client_scheme: Scheme::Http,
             peer_scheme: Scheme::Http,
             etcdctl_args: Vec::new(),
+            peer_proxy_seed: None,
         }
     }
 }
@@ -228,6 +237,10 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// The peer port the member advertises: its own, or its proxy's.
+    advertised_peer_port: u16,
+    /// The proxy in front of the peer port ([`Opts::peer_proxy_seed`]).
+    peer_proxy: Option<Proxy>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -265,20 +278,31 @@ impl Cluster {
                 source,
             })?;
         let ports = free_ports(2 * n_members);
-        let members: Vec<Member> = (0..n_members)
-            .map(|i| Member {
+        let mut members = Vec::with_capacity(n_members);
+        for i in 0..n_members {
+            let (client_port, peer_port) = (ports[2 * i], ports[2 * i + 1]);
+            let peer_proxy = match opts.peer_proxy_seed {
+                Some(seed) => Some(start_peer_proxy(peer_port, seed, i)?),
+                None => None,
+            };
+            members.push(Member {
                 name: format!("m{}", i + 1),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port,
+                peer_port,
+                advertised_peer_port: peer_proxy.as_ref().map_or(peer_port, |p| p.addr().port()),
+                peer_proxy,
                 data_dir: dir.path().join(format!("m{}.data", i + 1)),
                 log_path: dir.path().join(format!("m{}.log", i + 1)),
                 child: None,
                 ready: None,
-            })
-            .collect();
+            });
+        }
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}={}", m.name, opts.peer_scheme.loopback_url(m.peer_port)))
+            .map(|m| {
+                let url = opts.peer_scheme.loopback_url(m.advertised_peer_port);
+                format!("{}={url}", m.name)
+            })
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
@@ -378,6 +402,27 @@ impl Cluster {
     /// Member `i`'s peer port.
     pub fn peer_port(&self, i: usize) -> u16 {
         self.members[i].peer_port
+    }
+
+    /// The peer port member `i` advertises (its proxy's, with
+    /// [`Opts::peer_proxy_seed`]): the one other members dial.
+    pub fn advertised_peer_port(&self, i: usize) -> u16 {
+        self.members[i].advertised_peer_port
+    }
+
+    /// The proxy every other member reaches member `i` through, if the
+    /// cluster has them ([`Opts::peer_proxy_seed`]). Faults set on it cut
+    /// or slow what reaches `i` ([`crate::proxy::Direction::ToUpstream`])
+    /// and `i`'s answers on those connections.
+    pub fn peer_proxy(&self, i: usize) -> Option<ProxyHandle> {
+        self.members[i].peer_proxy.as_ref().map(Proxy::handle)
+    }
+
+    /// Keeps the scratch directory (data dirs and logs) after the cluster
+    /// is dropped, for a failed run's post-mortem; returns its path.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
     }
 
     /// Member `i`'s `--name`.
@@ -544,13 +589,14 @@ impl Cluster {
         let m = &self.members[i];
         let client = self.opts.client_scheme.loopback_url(m.client_port);
         let peer = self.opts.peer_scheme.loopback_url(m.peer_port);
+        let advertised = self.opts.peer_scheme.loopback_url(m.advertised_peer_port);
         let mut args = vec![
             format!("--name={}", m.name),
             format!("--data-dir={}", m.data_dir.display()),
             format!("--listen-client-urls={client}"),
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={advertised}"),
             format!("--initial-cluster={}", self.initial_cluster),
             "--initial-cluster-state=new".to_string(),
             format!("--initial-cluster-token={}", self.token),
@@ -702,6 +748,13 @@ impl Drop for Cluster {
     }
 }
 
+/// A proxy on a fresh loopback port in front of peer port `peer_port`.
+fn start_peer_proxy(peer_port: u16, seed: u64, member: usize) -> Result<Proxy> {
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], peer_port));
+    let seed = seed ^ (member as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    Proxy::start("127.0.0.1:0", upstream, seed)
+}
+
 /// Copies the member's stderr into its log; signals once on the ready line.
 fn pump_log(stderr: ChildStderr, mut log: File, ready: mpsc::Sender<()>) {
     let mut reader = BufReader::new(stderr);
@@ -756,6 +809,8 @@ mod tests {
                 name: "m1".to_string(),
                 client_port: ports[0],
                 peer_port: ports[1],
+                advertised_peer_port: ports[1],
+                peer_proxy: None,
                 data_dir: PathBuf::from("/nonexistent/m1.data"),
                 log_path: PathBuf::from("/nonexistent/m1.log"),
                 child: None,

@@ -23,6 +23,10 @@
 //! - [`join`]: a member that joins a running cluster ([`Cluster::join`]).
 //! - [`status`]: `endpoint status` parsed into [`MemberStatus`]; leaders.
 //! - [`linearizability`]: a checker of recorded KV and lease histories.
+//! - [`robustness`]: scenarios of recorded traffic and watches under
+//!   faults (kills, stops, partitions and delays through peer proxies,
+//!   leader moves, defrags), checked for linearizability, etcd's watch
+//!   guarantees and equal `HashKV`s.
 //!
 //! A TLS cluster is an [`Opts`] with `https` schemes, the members'
 //! certificate flags in [`Opts::extra_args`] and etcdctl's in
@@ -67,6 +71,7 @@ pub mod linearizability;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod robustness;
 pub mod status;
 
 pub use certs::{CertFiles, CertSpec, Pki};

@@ -1,0 +1,143 @@
+//! The robustness suite (`ironcd_tests::robustness`): real clusters under
+//! recorded traffic and watches while faults are injected, each run
+//! checked for linearizability, etcd's watch guarantees and equal
+//! `HashKV`s on every member.
+//!
+//! `make test` runs the sample below: fixed scenarios and seeds on
+//! ironcd, and one on etcd 3.4 (the reference must pass the same checks,
+//! or the checks are wrong). `make robustness` runs `matrix`: every
+//! scenario over many seeds, with these variables:
+//!
+//! - `IRONCD_ROBUSTNESS_SEEDS`: how many seeds per scenario (default 50),
+//!   from `IRONCD_ROBUSTNESS_FIRST_SEED` (default 1);
+//! - `IRONCD_ROBUSTNESS_SEED`: one seed only (reproduces a failed run);
+//! - `IRONCD_ROBUSTNESS_SCENARIO`: only scenarios whose name contains it;
+//! - `IRONCD_ROBUSTNESS_SERVER`: `ironcd` (default) or `etcd`.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ironcd_tests::robustness::{run, Fault, Profile, Report, Scenario};
+use ironcd_tests::{ironcd, Server};
+
+/// One cluster at a time: two runs on 2 cores would starve each other's
+/// members into elections that have nothing to do with the faults.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn sample(server: Server, members: usize, fault: Fault, profile: Profile, seed: u64) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = Scenario::new(members, fault, profile);
+    let report = run(&server, &scenario, seed);
+    eprintln!("{report}");
+    assert!(report.passed(), "{report}");
+    assert!(
+        report.operations > 100,
+        "too little traffic to mean anything: {report}"
+    );
+    if fault != Fault::None && fault != Fault::PeerDelay {
+        assert!(report.faults > 0, "no fault was injected: {report}");
+    }
+}
+
+#[test]
+fn kill_one_of_three() {
+    sample(ironcd!(), 3, Fault::Kill, Profile::EtcdLike, 1);
+}
+
+#[test]
+fn kill_a_single_member() {
+    sample(ironcd!(), 1, Fault::Kill, Profile::KubernetesLike, 2);
+}
+
+#[test]
+fn stop_one_of_three() {
+    sample(ironcd!(), 3, Fault::Stop, Profile::KubernetesLike, 3);
+}
+
+#[test]
+fn partition_one_of_three() {
+    sample(ironcd!(), 3, Fault::PeerBlackhole, Profile::EtcdLike, 4);
+}
+
+#[test]
+fn delayed_peers() {
+    sample(ironcd!(), 3, Fault::PeerDelay, Profile::EtcdLike, 5);
+}
+
+#[test]
+fn leader_transfers() {
+    sample(
+        ironcd!(),
+        3,
+        Fault::LeaderTransfer,
+        Profile::KubernetesLike,
+        6,
+    );
+}
+
+#[test]
+fn defrag_under_load() {
+    sample(ironcd!(), 3, Fault::Defrag, Profile::EtcdLike, 7);
+}
+
+/// The reference passes the checks the sample applies to ironcd.
+#[test]
+fn etcd_passes_the_same_checks() {
+    sample(Server::etcd(), 3, Fault::Kill, Profile::EtcdLike, 1);
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number")),
+    )
+}
+
+/// Every scenario over many seeds (`make robustness`).
+#[test]
+#[ignore = "the full matrix takes hours: make robustness"]
+fn matrix() {
+    let server = match std::env::var("IRONCD_ROBUSTNESS_SERVER").as_deref() {
+        Ok("etcd") => Server::etcd(),
+        Ok("ironcd") | Err(_) => ironcd!(),
+        Ok(other) => panic!("IRONCD_ROBUSTNESS_SERVER={other}: etcd or ironcd"),
+    };
+    let seeds: Vec<u64> = match env_u64("IRONCD_ROBUSTNESS_SEED") {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env_u64("IRONCD_ROBUSTNESS_FIRST_SEED").unwrap_or(1);
+            let count = env_u64("IRONCD_ROBUSTNESS_SEEDS").unwrap_or(50);
+            (first..first + count).collect()
+        }
+    };
+    let filter = std::env::var("IRONCD_ROBUSTNESS_SCENARIO").unwrap_or_default();
+    let scenarios: Vec<Scenario> = Scenario::matrix()
+        .into_iter()
+        .filter(|s| s.name.contains(&filter))
+        .collect();
+    assert!(!scenarios.is_empty(), "no scenario matches {filter:?}");
+    let started = Instant::now();
+    let mut failed: Vec<Report> = Vec::new();
+    let mut runs = 0;
+    for seed in &seeds {
+        for scenario in &scenarios {
+            let report = run(&server, scenario, *seed);
+            runs += 1;
+            eprintln!("[{:?}] {report}", started.elapsed());
+            if !report.passed() {
+                failed.push(report);
+            }
+        }
+    }
+    eprintln!(
+        "{runs} runs ({} scenarios x {} seeds) in {:?}, {} failed",
+        scenarios.len(),
+        seeds.len(),
+        started.elapsed(),
+        failed.len()
+    );
+    let failures: Vec<String> = failed.iter().map(Report::to_string).collect();
+    assert!(failed.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -1,0 +1,597 @@
+//! The robustness suite's runner: a real cluster under recorded client
+//! traffic and watchers while faults are injected, then the checks —
+//! linearizability of the history, etcd's watch guarantees against the
+//! linearized history, and equal `HashKV` on every member at the end.
+//!
+//! A [`Scenario`] names a cluster size, a [`Fault`] and a traffic
+//! [`Profile`]; [`run`] plays it with a seed. Everything random in a run
+//! (the members' `--snapshot-count`, which member a fault hits and when,
+//! every client's choice of request, the proxies' delay jitter) is drawn
+//! from that seed, so a seed replays the same run up to timing.
+//!
+//! The cluster's members reach each other through fault-injecting
+//! [`crate::Proxy`]s ([`crate::Opts::peer_proxy_seed`]); clients dial the
+//! members directly, each client one member, so a fault on a member shows
+//! in its clients' histories.
+//!
+//! A run that fails keeps the cluster's scratch directory (every member's
+//! data dir and log) and writes `history.json` (as recorded),
+//! `patched.json` (what was checked), `watch.json` (what every watcher
+//! received) and `report.txt` into it; the panic message names the
+//! directory, the problems and the seed.
+
+mod traffic;
+mod watch;
+
+pub use traffic::{Profile, TrafficConfig, KEY_PREFIX, LEASE_TTL_S, REQUEST_TIMEOUT};
+pub use watch::{expected_events, Received, Session, WatchEvent, WatchLog};
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::{Cluster, Impl, Opts, Server};
+use crate::linearizability::{
+    check, patch, CheckLimits, CheckResult, History, Operation, Persisted, Recorder, Request,
+    Response,
+};
+use crate::proxy::Direction;
+
+/// How long watchers may take, after the traffic stopped, to receive the
+/// final revision.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(20);
+/// How long the members may take, after the traffic stopped and the last
+/// fault healed, to answer a linearizable read each.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The range `--snapshot-count` is drawn from: low, so that members make
+/// snapshots (and followers install them) during a run.
+const SNAPSHOT_COUNTS: std::ops::RangeInclusive<u64> = 50..=1000;
+/// The range ironcd's `--experimental-snapshot-catchup-entries` is drawn
+/// from, so a lagging follower gets a snapshot rather than entries.
+const CATCHUP_ENTRIES: std::ops::RangeInclusive<u64> = 10..=200;
+/// Peer delay of [`Fault::PeerDelay`]: 75 ± 50 ms.
+const PEER_DELAY: Duration = Duration::from_millis(75);
+const PEER_DELAY_JITTER: Duration = Duration::from_millis(50);
+
+/// What goes wrong during a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: the traffic alone.
+    None,
+    /// SIGKILL a member (the leader half the time), restart it 0.2–1 s
+    /// later; again and again.
+    Kill,
+    /// SIGSTOP a member for 0.5–2 s, then SIGCONT.
+    Stop,
+    /// Blackhole both directions of a member's peer proxy for 0.5–2 s
+    /// (a partition; HTTP/2 streams break and reconnect).
+    PeerBlackhole,
+    /// Delay every peer link 75 ± 50 ms for the whole run.
+    PeerDelay,
+    /// Move the leadership to another member, again and again.
+    LeaderTransfer,
+    /// Defragment a member's backend under load, again and again.
+    Defrag,
+}
+
+impl Fault {
+    /// Every fault, for the full matrix.
+    pub const ALL: [Fault; 7] = [
+        Fault::None,
+        Fault::Kill,
+        Fault::Stop,
+        Fault::PeerBlackhole,
+        Fault::PeerDelay,
+        Fault::LeaderTransfer,
+        Fault::Defrag,
+    ];
+
+    /// Whether the fault needs more than one member.
+    pub fn needs_peers(self) -> bool {
+        matches!(
+            self,
+            Fault::PeerBlackhole | Fault::PeerDelay | Fault::LeaderTransfer
+        )
+    }
+}
+
+/// One named run shape.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Its name (file names, reports).
+    pub name: String,
+    /// Members.
+    pub members: usize,
+    /// The fault injected.
+    pub fault: Fault,
+    /// The traffic.
+    pub traffic: TrafficConfig,
+    /// How long the traffic runs.
+    pub duration: Duration,
+}
+
+impl Scenario {
+    /// `fault` on `members` members under `profile` traffic at a CI
+    /// sample's size: 6 clients, 200 requests/s, 10 keys, a compaction
+    /// every 100–200 ms, 6 s.
+    pub fn new(members: usize, fault: Fault, profile: Profile) -> Scenario {
+        let profile_name = match profile {
+            Profile::EtcdLike => "etcd",
+            Profile::KubernetesLike => "kubernetes",
+        };
+        Scenario {
+            name: format!("{members}m-{fault:?}-{profile_name}").to_lowercase(),
+            members,
+            fault,
+            traffic: TrafficConfig {
+                profile,
+                clients: 6,
+                rate_per_s: 200,
+                keys: 10,
+                compaction_interval: Some(Duration::from_millis(100)),
+            },
+            duration: Duration::from_secs(6),
+        }
+    }
+
+    /// Every fault × profile on 3 members, and the faults one member can
+    /// have on 1: the matrix `make robustness` runs.
+    pub fn matrix() -> Vec<Scenario> {
+        let mut all = Vec::new();
+        for profile in [Profile::EtcdLike, Profile::KubernetesLike] {
+            for fault in Fault::ALL {
+                all.push(Scenario::new(3, fault, profile));
+                if !fault.needs_peers() {
+                    all.push(Scenario::new(1, fault, profile));
+                }
+            }
+        }
+        all
+    }
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The server.
+    pub implementation: Impl,
+    /// The seed.
+    pub seed: u64,
+    /// Operations recorded.
+    pub operations: usize,
+    /// Of them, failed (outcome unknown) before patching.
+    pub failed: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// The revision the run ended at.
+    pub final_revision: i64,
+    /// Watch events received over every watcher.
+    pub watch_events: usize,
+    /// Watchers that saw every revision of the run without a compaction
+    /// cutting their history (one is enough to patch failed writes with
+    /// what was persisted).
+    pub complete_watchers: usize,
+    /// What the checks found; empty when the run passed.
+    pub problems: Vec<String>,
+    /// Where a failed run's files are.
+    pub kept: Option<PathBuf>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} on {}, seed {}: {} operations ({} failed), {} faults, final revision {}, {} watch events ({} of the watchers complete)",
+            self.scenario,
+            self.implementation.name(),
+            self.seed,
+            self.operations,
+            self.failed,
+            self.faults,
+            self.final_revision,
+            self.watch_events,
+            self.complete_watchers
+        )?;
+        if self.passed() {
+            return write!(f, "passed");
+        }
+        for problem in &self.problems {
+            writeln!(f, "PROBLEM: {problem}")?;
+        }
+        if let Some(dir) = &self.kept {
+            writeln!(f, "kept: {}", dir.display())?;
+        }
+        write!(
+            f,
+            "reproduce: IRONCD_ROBUSTNESS_SCENARIO={} IRONCD_ROBUSTNESS_SEED={} make robustness",
+            self.scenario, self.seed
+        )
+    }
+}
+
+/// Plays `scenario` on `server` with `seed` and checks the outcome.
+pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut args = vec![format!(
+        "--snapshot-count={}",
+        rng.gen_range(SNAPSHOT_COUNTS)
+    )];
+    if server.implementation() == Impl::Ironcd {
+        args.push(format!(
+            "--experimental-snapshot-catchup-entries={}",
+            rng.gen_range(CATCHUP_ENTRIES)
+        ));
+    }
+    let opts = Opts {
+        extra_args: args,
+        peer_proxy_seed: (scenario.members > 1).then_some(seed),
+        ..Opts::default()
+    };
+    let mut cluster = Cluster::start(server.clone(), scenario.members, opts);
+    cluster.wait_for_leader();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let origin = Instant::now();
+    let recorder = Arc::new(Recorder::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let final_revision = Arc::new(AtomicI64::new(0));
+
+    // One watcher per member, created before any traffic.
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(scenario.members);
+    let watchers: Vec<_> = (0..scenario.members)
+        .map(|member| {
+            runtime.spawn(watch::watch(
+                member,
+                cluster.endpoint(member),
+                origin,
+                stop.clone(),
+                final_revision.clone(),
+                ready_tx.clone(),
+                WATCH_CATCH_UP,
+            ))
+        })
+        .collect();
+    drop(ready_tx);
+    runtime.block_on(async {
+        for _ in 0..scenario.members {
+            tokio::time::timeout(SETTLE_TIMEOUT, ready_rx.recv())
+                .await
+                .expect("every watcher is created")
+                .expect("a watcher ended before it was created");
+        }
+    });
+
+    let traffic = runtime.spawn(traffic::run(
+        scenario.traffic.clone(),
+        cluster.endpoints(),
+        seed,
+        recorder.clone(),
+        stop.clone(),
+    ));
+    let faults = inject(&mut cluster, scenario, &mut rng, origin);
+    stop.store(true, Ordering::Relaxed);
+    runtime
+        .block_on(traffic)
+        .expect("the traffic task panicked");
+
+    heal(&mut cluster);
+    let settled = runtime.block_on(settle(&cluster));
+    let mut problems = Vec::new();
+    let final_rev = match settled {
+        Ok(revision) => revision,
+        Err(problem) => {
+            problems.push(problem);
+            0
+        }
+    };
+    // Watchers stop at the final revision (or when their deadline passes).
+    final_revision.store(final_rev.max(1), Ordering::Relaxed);
+    let logs: Vec<WatchLog> = watchers
+        .into_iter()
+        .map(|w| runtime.block_on(w).expect("a watcher panicked"))
+        .collect();
+    if final_rev > 0 {
+        problems.extend(runtime.block_on(compare_hashes(&cluster, final_rev)));
+    }
+    drop(runtime);
+
+    let recorded = recorder.history();
+    let failed = recorded
+        .operations
+        .iter()
+        .filter(|op| op.is_failed())
+        .count();
+    let (patched, complete_watchers) = patch_from_watches(&recorded, &logs, final_rev);
+    let compactions: Vec<i64> = patched
+        .operations
+        .iter()
+        .filter_map(|op| match op.request {
+            Request::Compact { revision } => Some(revision),
+            _ => None,
+        })
+        .collect();
+    match check(&patched, &CheckLimits::default()) {
+        CheckResult::Linearizable { order } => {
+            let expected = expected_events(&patched, &order);
+            problems.extend(watch::validate(&logs, &expected, &compactions));
+        }
+        CheckResult::Violation(violation) => problems.push(violation.to_string()),
+        CheckResult::Unknown { states_explored } => problems.push(format!(
+            "the linearizability check gave up after {states_explored} model steps"
+        )),
+    }
+
+    let mut report = Report {
+        scenario: scenario.name.clone(),
+        implementation: server.implementation(),
+        seed,
+        operations: recorded.operations.len(),
+        failed,
+        faults,
+        final_revision: final_rev,
+        watch_events: logs.iter().map(|l| l.puts().count()).sum(),
+        complete_watchers,
+        problems,
+        kept: None,
+    };
+    if !report.passed() {
+        let dir = cluster.keep_dir();
+        let _ = fs::write(dir.join("history.json"), recorded.to_json());
+        let _ = fs::write(dir.join("patched.json"), patched.to_json());
+        let _ = fs::write(
+            dir.join("watch.json"),
+            serde_json::to_string_pretty(&logs).unwrap_or_default(),
+        );
+        report.kept = Some(dir.clone());
+        let _ = fs::write(dir.join("report.txt"), report.to_string());
+    }
+    report
+}
+
+/// Injects the scenario's fault until its duration has passed; returns
+/// how many times. Every fault is healed before the next one.
+fn inject(cluster: &mut Cluster, scenario: &Scenario, rng: &mut StdRng, origin: Instant) -> usize {
+    let end = origin + scenario.duration;
+    let members = cluster.len();
+    let pause = |rng: &mut StdRng, range: std::ops::RangeInclusive<u64>| {
+        thread::sleep(Duration::from_millis(rng.gen_range(range)));
+    };
+    // Let the traffic start first.
+    pause(rng, 300..=700);
+    let mut injected = 0;
+    if scenario.fault == Fault::PeerDelay {
+        for i in 0..members {
+            let proxy = cluster
+                .peer_proxy(i)
+                .expect("a multi-member cluster has peer proxies");
+            for direction in [Direction::ToUpstream, Direction::ToClient] {
+                proxy.delay(direction, PEER_DELAY, PEER_DELAY_JITTER);
+            }
+        }
+        thread::sleep(end.saturating_duration_since(Instant::now()));
+        return 1;
+    }
+    while Instant::now() + Duration::from_millis(500) < end {
+        let target = if rng.gen_bool(0.5) {
+            cluster
+                .leader_index()
+                .unwrap_or_else(|| rng.gen_range(0..members))
+        } else {
+            rng.gen_range(0..members)
+        };
+        match scenario.fault {
+            Fault::None | Fault::PeerDelay => {
+                thread::sleep(end.saturating_duration_since(Instant::now()));
+                return 0;
+            }
+            Fault::Kill => {
+                cluster.kill(target);
+                pause(rng, 200..=1000);
+                cluster.restart(target);
+            }
+            Fault::Stop => {
+                cluster.signal(target, "STOP");
+                pause(rng, 500..=2000);
+                cluster.signal(target, "CONT");
+            }
+            Fault::PeerBlackhole => {
+                let proxy = cluster.peer_proxy(target).expect("peer proxies");
+                proxy.blackhole(Direction::ToUpstream);
+                proxy.blackhole(Direction::ToClient);
+                pause(rng, 500..=2000);
+                proxy.heal();
+            }
+            Fault::LeaderTransfer => {
+                let leader = cluster.wait_for_leader();
+                let to = (leader + rng.gen_range(1..members)) % members;
+                cluster.ensure_leader(to);
+            }
+            Fault::Defrag => {
+                let out = cluster.etcdctl(&[cluster.host_port(target)], &["defrag"]);
+                assert!(
+                    out.status.success(),
+                    "defrag of member {target}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        injected += 1;
+        pause(rng, 300..=800);
+    }
+    injected
+}
+
+/// Undoes whatever may still be wrong: stopped members go on, proxies
+/// heal, members down are restarted.
+fn heal(cluster: &mut Cluster) {
+    for i in 0..cluster.len() {
+        if let Some(proxy) = cluster.peer_proxy(i) {
+            proxy.heal();
+        }
+        if cluster.is_running(i) {
+            cluster.signal(i, "CONT");
+        } else {
+            cluster.restart(i);
+        }
+    }
+}
+
+/// Waits until every member answers a linearizable read; the highest
+/// revision they answered with (each has applied at least that much of
+/// what it answered).
+async fn settle(cluster: &Cluster) -> Result<i64, String> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut highest = 0;
+    for i in 0..cluster.len() {
+        let mut client = traffic::connect(&[cluster.endpoint(i)]).await;
+        loop {
+            match client.get(KEY_PREFIX, None).await {
+                Ok(got) => {
+                    highest = highest.max(got.header().map_or(0, |h| h.revision()));
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!(
+                        "member {i} answered no linearizable read within {SETTLE_TIMEOUT:?} of the end: {e}"
+                    ))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    // A member that answered first may have been behind the last one:
+    // read again until every member is at the highest revision.
+    for i in 0..cluster.len() {
+        let mut client = traffic::connect(&[cluster.endpoint(i)]).await;
+        loop {
+            let at = client
+                .get(KEY_PREFIX, None)
+                .await
+                .ok()
+                .and_then(|got| got.header().map(|h| h.revision()));
+            if at.is_some_and(|at| at >= highest) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("member {i} did not reach revision {highest}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(highest)
+}
+
+/// Every member's `HashKV` of its current revision, which [`settle`] made
+/// `revision` on all of them (a hash *at* `revision` fails once a
+/// compaction reached it); a problem if they differ.
+async fn compare_hashes(cluster: &Cluster, revision: i64) -> Vec<String> {
+    let mut hashes = Vec::new();
+    for i in 0..cluster.len() {
+        let mut client = traffic::connect(&[cluster.endpoint(i)]).await;
+        match client.hash_kv(0).await {
+            Ok(answer) => {
+                let at = answer.header().map_or(0, |h| h.revision());
+                if at != revision {
+                    return vec![format!(
+                        "member {i}: HashKV at revision {at}, not the final {revision}"
+                    )];
+                }
+                hashes.push((i, answer.hash(), answer.compact_version()));
+            }
+            Err(e) => return vec![format!("member {i}: HashKV: {e}")],
+        }
+    }
+    let first = hashes[0];
+    hashes
+        .iter()
+        .filter(|h| (h.1, h.2) != (first.1, first.2))
+        .map(|h| {
+            format!(
+                "members disagree at revision {revision}: member {} has HashKV {:#x} (compacted at {}), member {} has {:#x} (compacted at {})",
+                first.0, first.1, first.2, h.0, h.1, h.2
+            )
+        })
+        .collect()
+}
+
+/// The history with what the watchers saw applied: a failed put whose
+/// value a watcher received happened, at that event's revision, before
+/// the event arrived; and when some watcher saw every revision up to the
+/// end, its puts are everything that was persisted ([`patch`]'s
+/// `persisted`). Also returns how many watchers were complete.
+fn patch_from_watches(
+    history: &History,
+    logs: &[WatchLog],
+    final_revision: i64,
+) -> (History, usize) {
+    // (key, value) → (its put's revision, when a watcher first saw it).
+    let mut seen: HashMap<Persisted, (i64, u64)> = HashMap::new();
+    for log in logs {
+        for (event, at_ns) in log.puts() {
+            let entry = seen
+                .entry((event.kv.key.clone(), event.kv.value.clone()))
+                .or_insert((event.kv.mod_revision, at_ns));
+            entry.1 = entry.1.min(at_ns);
+        }
+    }
+    let operations: Vec<Operation> = history
+        .operations
+        .iter()
+        .map(|op| match (&op.request, op.return_ns) {
+            (Request::Put { key, value, .. }, None) => {
+                match seen.get(&(key.clone(), value.clone())) {
+                    Some(&(revision, at_ns)) if at_ns >= op.call_ns => Operation {
+                        return_ns: Some(at_ns),
+                        response: Some(Response::Put { revision }),
+                        ..op.clone()
+                    },
+                    _ => op.clone(),
+                }
+            }
+            _ => op.clone(),
+        })
+        .collect();
+    let complete: Vec<&WatchLog> = logs
+        .iter()
+        .filter(|log| final_revision > 0 && is_complete(log, final_revision))
+        .collect();
+    let persisted: Option<Vec<Persisted>> = complete.first().map(|log| {
+        log.puts()
+            .map(|(e, _)| (e.kv.key.clone(), e.kv.value.clone()))
+            .collect()
+    });
+    let patched = patch(&History::new(operations), persisted.as_deref());
+    (patched, complete.len())
+}
+
+/// Whether a watcher saw everything from revision 1 to `final_revision`
+/// without a compaction cutting its history.
+fn is_complete(log: &WatchLog, final_revision: i64) -> bool {
+    let compacted = log
+        .sessions
+        .iter()
+        .flat_map(|s| &s.responses)
+        .any(|r| r.compact_revision > 0);
+    !compacted && log.last_revision() >= final_revision
+}
