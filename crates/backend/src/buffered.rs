@@ -81,10 +81,12 @@ impl<E: Engine> Shared<E> {
             }
             // Readers keep reading buffer-over-engine while this runs: the
             // engine gains exactly the values the buffer already shows.
+            fail::fail_point!("beforeCommit");
             if let Err(e) = self.engine.write(&published) {
                 *self.failure.lock() = Some(e.to_string());
                 return Err(e);
             }
+            fail::fail_point!("afterCommit");
         }
         self.published.write().clear();
         self.version.fetch_add(1, Ordering::Release);
@@ -369,7 +371,15 @@ impl<E: Engine> Backend for BufferedBackend<E> {
 
     fn defrag(&self) -> Result<()> {
         self.force_commit()?;
-        self.shared.engine.defrag()
+        // etcd's defrag copies bbolt into a new file and renames it over
+        // the old one; an engine's defrag rewrites in place (RocksDB: a
+        // full compaction, whose output each compaction installs
+        // atomically). Its points sit at the equivalent steps: before the
+        // rewrite starts, and once it is done, before defrag answers.
+        fail::fail_point!("defragBeforeCopy");
+        self.shared.engine.defrag()?;
+        fail::fail_point!("defragBeforeRename");
+        Ok(())
     }
 
     fn hash(&self, ignore: &dyn Fn(Bucket, &[u8]) -> bool) -> Result<u32> {

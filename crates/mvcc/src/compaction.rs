@@ -57,18 +57,25 @@ fn delete_compacted<B: Backend>(
             }
         }
         if (batch.len() as u64) < limit {
+            fail::fail_point!("compactBeforeSetFinishedCompact");
             tx.put(
                 Bucket::META,
                 FINISHED_COMPACT_KEY,
                 &Revision::new(rev, 0).to_bytes(),
             );
             drop(tx);
+            fail::fail_point!("compactAfterSetFinishedCompact");
             tracing::info!(rev, "finished compaction");
             return Ok(());
         }
         from = batch.last().map(|(k, _)| k.clone()).unwrap_or_default();
         from.push(0);
+        // etcd force-commits each batch here; ironcd's batch ends when its
+        // txn does (its deletes published, committed with the next batch
+        // interval), so etcd's points around the commit sit around that.
+        fail::fail_point!("compactBeforeCommitBatch");
         drop(tx);
+        fail::fail_point!("compactAfterCommitBatch");
         if inner.config.compaction_pause_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(
                 inner.config.compaction_pause_ms,

@@ -231,7 +231,12 @@ impl<B: Backend> Store<B> {
                 &Revision::new(rev, 0).to_bytes(),
             );
         }
+        // etcd's points: a crash before the commit loses the schedule with
+        // the rest of the uncommitted batch; one after it leaves a
+        // compaction that `open` resumes.
+        fail::fail_point!("compactBeforeCommitScheduledCompact");
         self.inner.backend.force_commit()?;
+        fail::fail_point!("compactAfterCommitScheduledCompact");
         self.enqueue_compaction(rev)
     }
 

@@ -289,6 +289,7 @@ impl Disk {
             term: meta.term,
         };
         self.snapshotter.save(marker, &codec::encode(snapshot))?;
+        fail::fail_point!("raftBeforeWALSaveSnaphot"); // etcd's spelling
         self.wal.save_snapshot(marker)?;
         Ok(())
     }

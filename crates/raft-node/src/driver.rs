@@ -480,7 +480,13 @@ impl Driver {
                 self.deliver(Apply::Leadership(leading)).await;
             }
         }
-        self.send(ready.take_messages());
+        let messages = ready.take_messages();
+        if !messages.is_empty() {
+            // etcd's points, named as its gofail ones: `messages` are what
+            // raft-rs lets go before the fsync, a leader's.
+            fail::fail_point!("raftBeforeLeaderSend");
+        }
+        self.send(messages);
         if !ready.snapshot().is_empty() {
             let snapshot = ready.snapshot().clone();
             self.install_snapshot(snapshot).await?;
@@ -491,12 +497,19 @@ impl Driver {
                 .hs()
                 .cloned()
                 .unwrap_or_else(|| self.raw.store().hard_state().clone());
+            fail::fail_point!("raftBeforeSave");
             self.disk.save(&hard_state, &entries)?;
+            fail::fail_point!("raftAfterSave");
             let store = self.raw.mut_store();
             store.append(&entries);
             store.set_hard_state(hard_state);
         }
-        self.send(ready.take_persisted_messages());
+        let persisted = ready.take_persisted_messages();
+        if !persisted.is_empty() {
+            // A follower's (or candidate's) messages: they wait for the fsync.
+            fail::fail_point!("raftBeforeFollowerSend");
+        }
+        self.send(persisted);
         self.answer_reads(ready.take_read_states());
         self.apply(ready.take_committed_entries()).await?;
         let mut light = self.raw.advance(ready);
@@ -526,12 +539,16 @@ impl Driver {
             term = meta.term,
             "installing snapshot from the leader"
         );
+        fail::fail_point!("raftBeforeSaveSnap");
         self.disk.save_snapshot(&snapshot)?;
+        fail::fail_point!("raftAfterSaveSnap");
         self.conf = ConfHistory::new(meta.index, meta.get_conf_state().clone());
         self.applied = meta.index;
         self.snapshot_requested = false;
         let data = snapshot_data(&self.disk.dir().join("snap"), &snapshot);
+        fail::fail_point!("raftBeforeApplySnap");
         self.raw.mut_store().apply_snapshot(snapshot);
+        fail::fail_point!("raftAfterApplySnap");
         self.deliver(Apply::Snapshot(data)).await;
         Ok(())
     }

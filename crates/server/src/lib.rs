@@ -23,7 +23,7 @@ mod codec;
 pub mod compactor;
 pub mod config;
 mod error;
-mod failpoint;
+pub mod failpoint;
 pub mod flags;
 mod http;
 mod kv;

@@ -30,7 +30,28 @@ fn restore(mut args: Vec<std::ffi::OsString>) -> ExitCode {
     }
 }
 
+/// A panic on any thread ends the process, as a Go panic ends etcd: a
+/// member whose raft, apply or commit thread died must not go on serving
+/// half alive. The default hook prints the message and location first.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
+    abort_on_panic();
+    // Armed for the life of the process (see `ironcd_server::failpoint`).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = match ironcd_server::failpoint::setup() {
+        Ok(scenario) => scenario,
+        Err(e) => {
+            eprintln!("ironcd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.len() >= 4 && args[1] == "snapshot" && args[2] == "restore" {
         return restore(args);

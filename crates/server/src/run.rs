@@ -29,6 +29,10 @@ pub fn run_until_signal(cfg: ServerConfig) -> Result<()> {
         .thread_name("ironcd")
         .build()?;
     runtime.block_on(async move {
+        // Before the member starts, so a test can arm points it reaches
+        // while starting.
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::serve_http().await?;
         let running = crate::start::start(cfg).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -101,8 +101,29 @@ fn to_events(r: WatchResponse) -> WatchEvents {
 }
 
 /// What a stream is sent, as the service reads it.
+#[cfg(not(feature = "failpoints"))]
 pub type Events =
     tokio_stream::adapters::Map<ReceiverStream<WatchResponse>, fn(WatchResponse) -> WatchEvents>;
+
+/// What a stream is sent, as the service reads it: each response passes
+/// `beforeSendWatchResponse` first (etcd's point in its `sendLoop`), so a
+/// stalled point stalls this stream only and its channel fills, as a slow
+/// client's does.
+#[cfg(feature = "failpoints")]
+pub type Events = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = WatchEvents> + Send>>;
+
+#[cfg(not(feature = "failpoints"))]
+fn events(responses: ReceiverStream<WatchResponse>) -> Events {
+    responses.map(to_events as fn(WatchResponse) -> WatchEvents)
+}
+
+#[cfg(feature = "failpoints")]
+fn events(responses: ReceiverStream<WatchResponse>) -> Events {
+    Box::pin(responses.then(|response| async move {
+        crate::failpoint::async_point("beforeSendWatchResponse").await;
+        to_events(response)
+    }))
+}
 
 impl WatchApi for EtcdServer {
     type Session = Session;
@@ -111,7 +132,7 @@ impl WatchApi for EtcdServer {
     fn open_watch(&self, _ctx: &RequestContext) -> ApiResult<(Session, Events)> {
         let watchable = self.inner.watchable.clone();
         let (stream, rx) = WatchStream::new(&watchable);
-        let events = ReceiverStream::new(rx).map(to_events as fn(WatchResponse) -> WatchEvents);
+        let events = events(ReceiverStream::new(rx));
         Ok((Session { stream, watchable }, events))
     }
 

@@ -439,6 +439,10 @@ impl Inner {
             };
             (batch, from)
         };
+        // etcd's point, where a pass has unsynced watchers to sync; on this
+        // thread and outside the groups lock, so a sleep delays syncing
+        // (and victims' retries), never a commit.
+        fail::fail_point!("beforeSyncWatchers");
         let current = self.history.current_rev();
         let read = self
             .history
@@ -534,6 +538,12 @@ fn sync_loop(inner: Weak<Inner>) {
         };
         if inner.stopping.load(Ordering::Relaxed) {
             return;
+        }
+        // etcd's point, before a pass that has victims to retry; outside
+        // the groups lock (only a failpoints build takes it here).
+        #[cfg(feature = "failpoints")]
+        if !inner.groups.lock().victims.is_empty() {
+            fail::fail_point!("beforeMoveVictims");
         }
         inner.retry_victims();
         let more = inner.sync_unsynced();

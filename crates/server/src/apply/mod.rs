@@ -350,7 +350,13 @@ impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
                     e.index, e.term
                 ),
             },
-            CommittedKind::ConfChange(cc) => self.domains().conf_change(at, cc),
+            CommittedKind::ConfChange(cc) => {
+                // etcd 3.6's point (its robustness suite sleeps here), and
+                // the same step under the name ironcd's suite asked for.
+                fail::fail_point!("beforeApplyOneConfChange");
+                fail::fail_point!("applyBeforeConfChange");
+                self.domains().conf_change(at, cc)
+            }
         }
         self.consistent_index = e.index;
         self.state.set_applied(e.index, e.term);
