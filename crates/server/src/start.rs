@@ -264,11 +264,17 @@ pub async fn start(cfg: ServerConfig) -> Result<Running> {
     }
     if state.members.read().is_empty() {
         let store = state.store();
-        let mut tx = store.backend().batch_tx();
-        let mut members = state.members.write();
-        for m in founders {
-            members.upsert(&mut tx, m);
+        {
+            let mut tx = store.backend().batch_tx();
+            let mut members = state.members.write();
+            for m in founders {
+                members.upsert(&mut tx, m);
+            }
         }
+        // Durable before the member runs: the identity file is already
+        // written, so a member killed before the next batch commit would
+        // restart without its founding members and never publish itself.
+        store.backend().force_commit()?;
     }
     // The transport skips this member's own entry.
     let peers: Vec<(u64, String)> = state

@@ -188,3 +188,25 @@ fn sigkill_the_leader_under_write_load_loses_nothing() {
         );
     }
 }
+
+/// A new member SIGKILLed right after it first serves, before its backend
+/// has committed on its own timer, restarts and serves: what it wrote when
+/// it was founded (the cluster's members) was durable before it ran.
+#[test]
+fn a_member_killed_right_after_its_first_start_restarts() {
+    for members in [1, 3] {
+        let mut cluster = Cluster::start(ironcd!(), members, Opts::default());
+        for i in 0..members {
+            cluster.kill(i);
+        }
+        cluster.restart_many(&(0..members).collect::<Vec<_>>());
+        let leader = cluster.wait_for_leader();
+        let out = ironcd_tests::etcdctl(&[cluster.host_port(leader)], &["put", "k", "v"]);
+        assert!(
+            out.status.success(),
+            "{members} member(s): put after the restart: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.all_log_tails(20)
+        );
+    }
+}
