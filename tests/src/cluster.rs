@@ -277,12 +277,14 @@ impl Cluster {
                 what: "create the cluster's temp dir".to_string(),
                 source,
             })?;
-        let ports = free_ports(2 * n_members);
+        // Proxies listen on ports of this list too: one the kernel picked
+        // for them could be a member's, handed out here but not yet bound.
+        let ports = free_ports(3 * n_members);
         let mut members = Vec::with_capacity(n_members);
         for i in 0..n_members {
-            let (client_port, peer_port) = (ports[2 * i], ports[2 * i + 1]);
+            let (client_port, peer_port) = (ports[3 * i], ports[3 * i + 1]);
             let peer_proxy = match opts.peer_proxy_seed {
-                Some(seed) => Some(start_peer_proxy(peer_port, seed, i)?),
+                Some(seed) => Some(start_peer_proxy(ports[3 * i + 2], peer_port, seed, i)?),
                 None => None,
             };
             members.push(Member {
@@ -748,11 +750,11 @@ impl Drop for Cluster {
     }
 }
 
-/// A proxy on a fresh loopback port in front of peer port `peer_port`.
-fn start_peer_proxy(peer_port: u16, seed: u64, member: usize) -> Result<Proxy> {
+/// A proxy on loopback port `port` in front of peer port `peer_port`.
+fn start_peer_proxy(port: u16, peer_port: u16, seed: u64, member: usize) -> Result<Proxy> {
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], peer_port));
     let seed = seed ^ (member as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    Proxy::start("127.0.0.1:0", upstream, seed)
+    Proxy::start(("127.0.0.1", port), upstream, seed)
 }
 
 /// Copies the member's stderr into its log; signals once on the ready line.

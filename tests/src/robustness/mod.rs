@@ -57,6 +57,14 @@ const SNAPSHOT_COUNTS: std::ops::RangeInclusive<u64> = 50..=1000;
 /// The range ironcd's `--experimental-snapshot-catchup-entries` is drawn
 /// from, so a lagging follower gets a snapshot rather than entries.
 const CATCHUP_ENTRIES: std::ops::RangeInclusive<u64> = 10..=200;
+/// [`Fault::PeerBlackholeUntilSnapshot`]'s smaller ranges, so that a
+/// snapshot is due within a second or two of traffic.
+const SNAPSHOT_COUNTS_FOR_INSTALL: std::ops::RangeInclusive<u64> = 20..=100;
+const CATCHUP_ENTRIES_FOR_INSTALL: std::ops::RangeInclusive<u64> = 10..=40;
+/// etcd 3.4's fixed number of entries kept behind a snapshot.
+const ETCD_34_CATCHUP_ENTRIES: u64 = 5000;
+/// The longest [`Fault::PeerBlackholeUntilSnapshot`] partition.
+const UNTIL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peer delay of [`Fault::PeerDelay`]: 75 ± 50 ms.
 const PEER_DELAY: Duration = Duration::from_millis(75);
 const PEER_DELAY_JITTER: Duration = Duration::from_millis(50);
@@ -74,6 +82,11 @@ pub enum Fault {
     /// Blackhole both directions of a member's peer proxy for 0.5–2 s
     /// (a partition; HTTP/2 streams break and reconnect).
     PeerBlackhole,
+    /// Blackhole a follower's peer links until the leader's log has moved
+    /// past a snapshot and the entries it keeps behind one, so that healing
+    /// makes the follower install a snapshot while it is watched (etcd
+    /// #15271, #18055, #20221).
+    PeerBlackholeUntilSnapshot,
     /// Delay every peer link 75 ± 50 ms for the whole run.
     PeerDelay,
     /// Move the leadership to another member, again and again.
@@ -84,11 +97,12 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, for the full matrix.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::None,
         Fault::Kill,
         Fault::Stop,
         Fault::PeerBlackhole,
+        Fault::PeerBlackholeUntilSnapshot,
         Fault::PeerDelay,
         Fault::LeaderTransfer,
         Fault::Defrag,
@@ -98,7 +112,10 @@ impl Fault {
     pub fn needs_peers(self) -> bool {
         matches!(
             self,
-            Fault::PeerBlackhole | Fault::PeerDelay | Fault::LeaderTransfer
+            Fault::PeerBlackhole
+                | Fault::PeerBlackholeUntilSnapshot
+                | Fault::PeerDelay
+                | Fault::LeaderTransfer
         )
     }
 }
@@ -116,6 +133,10 @@ pub struct Scenario {
     pub traffic: TrafficConfig,
     /// How long the traffic runs.
     pub duration: Duration,
+    /// Whether watchers ask for progress notifications, every 300 ms.
+    /// etcd 3.4.30 can send one ahead of the events it covers (etcd
+    /// #15220): the reference is run without them.
+    pub progress_requests: bool,
 }
 
 impl Scenario {
@@ -137,8 +158,10 @@ impl Scenario {
                 rate_per_s: 200,
                 keys: 10,
                 compaction_interval: Some(Duration::from_millis(100)),
+                txn_reads_at_revision: true,
             },
             duration: Duration::from_secs(6),
+            progress_requests: true,
         }
     }
 
@@ -175,8 +198,10 @@ pub struct Report {
     pub faults: usize,
     /// The revision the run ended at.
     pub final_revision: i64,
-    /// Watch events received over every watcher.
+    /// Watch events received over every long-lived watcher.
     pub watch_events: usize,
+    /// Short-lived watches opened around the current revision.
+    pub short_watches: usize,
     /// Watchers that saw every revision of the run without a compaction
     /// cutting their history (one is enough to patch failed writes with
     /// what was persisted).
@@ -198,7 +223,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} on {}, seed {}: {} operations ({} failed), {} faults, final revision {}, {} watch events ({} of the watchers complete)",
+            "{} on {}, seed {}: {} operations ({} failed), {} faults, final revision {}, {} watch events ({} of the watchers complete), {} short watches",
             self.scenario,
             self.implementation.name(),
             self.seed,
@@ -207,7 +232,8 @@ impl fmt::Display for Report {
             self.faults,
             self.final_revision,
             self.watch_events,
-            self.complete_watchers
+            self.complete_watchers,
+            self.short_watches
         )?;
         if self.passed() {
             return write!(f, "passed");
@@ -229,16 +255,24 @@ impl fmt::Display for Report {
 /// Plays `scenario` on `server` with `seed` and checks the outcome.
 pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut args = vec![format!(
-        "--snapshot-count={}",
-        rng.gen_range(SNAPSHOT_COUNTS)
-    )];
-    if server.implementation() == Impl::Ironcd {
-        args.push(format!(
-            "--experimental-snapshot-catchup-entries={}",
-            rng.gen_range(CATCHUP_ENTRIES)
-        ));
-    }
+    let install = scenario.fault == Fault::PeerBlackholeUntilSnapshot;
+    let snapshot_count = rng.gen_range(if install {
+        SNAPSHOT_COUNTS_FOR_INSTALL
+    } else {
+        SNAPSHOT_COUNTS
+    });
+    let catchup = rng.gen_range(if install {
+        CATCHUP_ENTRIES_FOR_INSTALL
+    } else {
+        CATCHUP_ENTRIES
+    });
+    let mut args = vec![format!("--snapshot-count={snapshot_count}")];
+    let catchup = if server.implementation() == Impl::Ironcd {
+        args.push(format!("--experimental-snapshot-catchup-entries={catchup}"));
+        catchup
+    } else {
+        ETCD_34_CATCHUP_ENTRIES
+    };
     let opts = Opts {
         extra_args: args,
         peer_proxy_seed: (scenario.members > 1).then_some(seed),
@@ -259,16 +293,20 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
 
     // One watcher per member, created before any traffic.
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(scenario.members);
+    let watch_run = Arc::new(watch::WatchRun {
+        origin,
+        stop: stop.clone(),
+        final_revision: final_revision.clone(),
+        deadline_after_stop: WATCH_CATCH_UP,
+        progress_requests: scenario.progress_requests,
+    });
     let watchers: Vec<_> = (0..scenario.members)
         .map(|member| {
             runtime.spawn(watch::watch(
                 member,
                 cluster.endpoint(member),
-                origin,
-                stop.clone(),
-                final_revision.clone(),
+                watch_run.clone(),
                 ready_tx.clone(),
-                WATCH_CATCH_UP,
             ))
         })
         .collect();
@@ -282,6 +320,13 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         }
     });
 
+    let short_watches = runtime.spawn(watch::short_watches(
+        cluster.endpoints(),
+        origin,
+        seed,
+        stop.clone(),
+        scenario.progress_requests,
+    ));
     let traffic = runtime.spawn(traffic::run(
         scenario.traffic.clone(),
         cluster.endpoints(),
@@ -289,7 +334,13 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         recorder.clone(),
         stop.clone(),
     ));
-    let faults = inject(&mut cluster, scenario, &mut rng, origin);
+    let faults = inject(
+        &mut cluster,
+        scenario,
+        &mut rng,
+        origin,
+        snapshot_count + catchup,
+    );
     stop.store(true, Ordering::Relaxed);
     runtime
         .block_on(traffic)
@@ -311,6 +362,9 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         .into_iter()
         .map(|w| runtime.block_on(w).expect("a watcher panicked"))
         .collect();
+    let short_logs = runtime
+        .block_on(short_watches)
+        .expect("the short watches panicked");
     if final_rev > 0 {
         problems.extend(runtime.block_on(compare_hashes(&cluster, final_rev)));
     }
@@ -335,6 +389,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         CheckResult::Linearizable { order } => {
             let expected = expected_events(&patched, &order);
             problems.extend(watch::validate(&logs, &expected, &compactions));
+            problems.extend(watch::validate(&short_logs, &expected, &compactions));
         }
         CheckResult::Violation(violation) => problems.push(violation.to_string()),
         CheckResult::Unknown { states_explored } => problems.push(format!(
@@ -352,6 +407,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         final_revision: final_rev,
         watch_events: logs.iter().map(|l| l.puts().count()).sum(),
         complete_watchers,
+        short_watches: short_logs.len(),
         problems,
         kept: None,
     };
@@ -363,6 +419,10 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
             dir.join("watch.json"),
             serde_json::to_string_pretty(&logs).unwrap_or_default(),
         );
+        let _ = fs::write(
+            dir.join("short-watches.json"),
+            serde_json::to_string_pretty(&short_logs).unwrap_or_default(),
+        );
         report.kept = Some(dir.clone());
         let _ = fs::write(dir.join("report.txt"), report.to_string());
     }
@@ -371,7 +431,15 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
 
 /// Injects the scenario's fault until its duration has passed; returns
 /// how many times. Every fault is healed before the next one.
-fn inject(cluster: &mut Cluster, scenario: &Scenario, rng: &mut StdRng, origin: Instant) -> usize {
+/// `snapshot_distance`: how many raft entries past a follower's index the
+/// leader must be before the follower needs a snapshot.
+fn inject(
+    cluster: &mut Cluster,
+    scenario: &Scenario,
+    rng: &mut StdRng,
+    origin: Instant,
+    snapshot_distance: u64,
+) -> usize {
     let end = origin + scenario.duration;
     let members = cluster.len();
     let pause = |rng: &mut StdRng, range: std::ops::RangeInclusive<u64>| {
@@ -420,6 +488,31 @@ fn inject(cluster: &mut Cluster, scenario: &Scenario, rng: &mut StdRng, origin: 
                 proxy.blackhole(Direction::ToUpstream);
                 proxy.blackhole(Direction::ToClient);
                 pause(rng, 500..=2000);
+                proxy.heal();
+            }
+            Fault::PeerBlackholeUntilSnapshot => {
+                let leader = cluster.wait_for_leader();
+                let follower = (leader + rng.gen_range(1..members)) % members;
+                let from = cluster.status(leader).map_or(0, |s| s.raft_index);
+                let proxy = cluster.peer_proxy(follower).expect("peer proxies");
+                proxy.blackhole(Direction::ToUpstream);
+                proxy.blackhole(Direction::ToClient);
+                let deadline = Instant::now() + UNTIL_SNAPSHOT_TIMEOUT;
+                // Past the distance, plus a snapshot's worth more: the
+                // leader snapshots only every `snapshot_count` entries.
+                while Instant::now() < deadline
+                    && cluster
+                        .live()
+                        .into_iter()
+                        .filter(|&i| i != follower)
+                        .filter_map(|i| cluster.status(i))
+                        .map(|s| s.raft_index)
+                        .max()
+                        .unwrap_or(0)
+                        < from + 2 * snapshot_distance
+                {
+                    thread::sleep(Duration::from_millis(50));
+                }
                 proxy.heal();
             }
             Fault::LeaderTransfer => {

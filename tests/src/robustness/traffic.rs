@@ -61,6 +61,11 @@ pub struct TrafficConfig {
     /// A compaction every this often, at a revision behind the newest one
     /// seen; `None` for none.
     pub compaction_interval: Option<Duration>,
+    /// Whether the etcd-like mix sends txns that write and read at a past
+    /// revision. etcd 3.4.30 (Debian's) applies such a txn's writes on
+    /// some members while failing it as compacted (etcd #18667, fixed in
+    /// 3.4.35): the reference is run without them.
+    pub txn_reads_at_revision: bool,
 }
 
 /// Which client ids the traffic uses: clients are `0..clients`, the
@@ -91,6 +96,7 @@ pub async fn run(
             rng: StdRng::seed_from_u64(seed ^ ((id as u64 + 1) << 40)),
             recorder: recorder.clone(),
             profile: config.profile,
+            txn_reads_at_revision: config.txn_reads_at_revision,
             keys: config.keys.max(1),
             seq: 0,
             last_revision: 1,
@@ -132,6 +138,7 @@ struct TrafficClient {
     rng: StdRng,
     recorder: Arc<Recorder>,
     profile: Profile,
+    txn_reads_at_revision: bool,
     keys: usize,
     /// Puts made, for unique values.
     seq: u64,
@@ -201,6 +208,27 @@ impl TrafficClient {
             },
             (33..=57, _) => Request::put(self.key(), self.value()),
             (58..=63, _) => Request::delete(self.key()),
+            (64..=66, _) if self.txn_reads_at_revision => {
+                // A write with a read at a past revision (etcd #18667: a
+                // compacted one must fail the txn on every member alike).
+                let oldest = (self.last_revision - STALE_WINDOW).max(1);
+                let revision = self.rng.gen_range(oldest..=self.last_revision);
+                let (key, read) = (self.key(), self.key());
+                let value = self.value();
+                Request::Txn {
+                    compares: Vec::new(),
+                    success: vec![
+                        TxnOp::put(key, value),
+                        TxnOp::Range {
+                            key: read,
+                            range_end: Vec::new(),
+                            revision,
+                            limit: 0,
+                        },
+                    ],
+                    failure: Vec::new(),
+                }
+            }
             (64..=69, _) => {
                 // Put one key if another exists, else put a third; read a
                 // fourth either way.

@@ -15,9 +15,14 @@ use serde::{Deserialize, Serialize};
 use super::traffic::{connect, kv, prefix_end, KEY_PREFIX};
 use crate::linearizability::{EtcdState, History, KeyValue, Request, Response, TxnOp};
 
-/// How often a watcher asks for a progress notification once the run's
-/// final revision is known and it has not reached it.
+/// How often a watcher asks for a progress notification (each answer is
+/// a bookmark the validation holds the stream to).
 const PROGRESS_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// How far from the current revision a short-lived watch starts: in the
+/// past (replayed from the store, or refused as compacted) or the future.
+const SHORT_WATCH_OFFSETS: std::ops::RangeInclusive<i64> = -30..=30;
+/// How long a short-lived watch reads, in ms.
+const SHORT_WATCH_MS: std::ops::RangeInclusive<u64> = 200..=800;
 /// How long a watcher waits between attempts to (re)open its watch.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -95,19 +100,41 @@ impl WatchLog {
     }
 }
 
+/// What every long-lived watcher of a run shares.
+#[derive(Debug)]
+pub struct WatchRun {
+    /// The run's clock (arrival times are nanoseconds since it).
+    pub origin: Instant,
+    /// Set when the traffic has stopped.
+    pub stop: Arc<AtomicBool>,
+    /// Set once known: the revision every watcher must reach.
+    pub final_revision: Arc<AtomicI64>,
+    /// How long after `stop` a watcher may take to reach it.
+    pub deadline_after_stop: Duration,
+    /// Whether to ask for progress notifications (each is a bookmark the
+    /// validation holds the stream to). Not needed to see the final
+    /// revision: every write of the traffic makes an event.
+    pub progress_requests: bool,
+}
+
 /// Watches [`KEY_PREFIX`] on one member from revision 1 with `prev_kv`
 /// and progress notifications, reopening from the next revision whenever
-/// the watch breaks, until `stop` is set and it has seen `final_revision`
-/// (or `deadline_after_stop` passed since `stop`).
+/// the watch breaks, until the traffic has stopped and it has seen the
+/// final revision (or the deadline after the stop passed). Sends on
+/// `ready` once its first watch is created.
 pub async fn watch(
     member: usize,
     endpoint: String,
-    origin: Instant,
-    stop: Arc<AtomicBool>,
-    final_revision: Arc<AtomicI64>,
+    run: Arc<WatchRun>,
     ready: tokio::sync::mpsc::Sender<()>,
-    deadline_after_stop: Duration,
 ) -> WatchLog {
+    let WatchRun {
+        origin,
+        ref stop,
+        ref final_revision,
+        deadline_after_stop,
+        progress_requests,
+    } = *run;
     let mut log = WatchLog {
         member,
         sessions: Vec::new(),
@@ -152,7 +179,7 @@ pub async fn watch(
             let message = tokio::select! {
                 message = stream.message() => message,
                 _ = progress.tick() => {
-                    if final_revision.load(Ordering::Relaxed) > 0 {
+                    if progress_requests {
                         let _ = stream.request_progress().await;
                     }
                     continue;
@@ -167,21 +194,7 @@ pub async fn watch(
                     continue;
                 }
             }
-            let received = Received {
-                revision: response.header().map_or(0, |h| h.revision()),
-                events: response
-                    .events()
-                    .iter()
-                    .map(|e| WatchEvent {
-                        put: e.event_type() == EventType::Put,
-                        kv: e.kv().map(kv).unwrap_or_else(empty_kv),
-                        prev_kv: e.prev_kv().map(kv),
-                    })
-                    .collect(),
-                compact_revision: response.compact_revision(),
-                canceled: response.canceled(),
-                at_ns: u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            };
+            let received = received(&response, origin);
             let canceled = received.canceled;
             if let Some(last) = received.events.last() {
                 next = last.kv.mod_revision + 1;
@@ -202,6 +215,98 @@ pub async fn watch(
         }
     }
     log
+}
+
+/// Opens watches at revisions around the current one, on members in
+/// turn, each read for a moment and closed, until `stop`: one
+/// [`WatchLog`] of one session each. They cover what the long watchers do
+/// not: replay from the store, starts just past a compaction, and starts
+/// in the future.
+pub async fn short_watches(
+    endpoints: Vec<String>,
+    origin: Instant,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    progress_requests: bool,
+) -> Vec<WatchLog> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5157_a7c4);
+    let mut logs = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let member = rng.gen_range(0..endpoints.len());
+        let mut client = connect(std::slice::from_ref(&endpoints[member])).await;
+        let Ok(Ok(current)) =
+            tokio::time::timeout(Duration::from_secs(2), client.get(KEY_PREFIX, None)).await
+        else {
+            tokio::time::sleep(RECONNECT_BACKOFF).await;
+            continue;
+        };
+        let current = current.header().map_or(1, |h| h.revision());
+        let start = (current + rng.gen_range(SHORT_WATCH_OFFSETS)).max(1);
+        let options = WatchOptions::new()
+            .with_range(prefix_end(KEY_PREFIX.as_bytes()))
+            .with_prev_key()
+            .with_progress_notify()
+            .with_start_revision(start);
+        let opened = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.watch(KEY_PREFIX, Some(options)),
+        )
+        .await;
+        let Ok(Ok(mut stream)) = opened else { continue };
+        let mut session = Session {
+            start_revision: start,
+            responses: Vec::new(),
+        };
+        let until =
+            tokio::time::Instant::now() + Duration::from_millis(rng.gen_range(SHORT_WATCH_MS));
+        let mut asked = !progress_requests;
+        loop {
+            let message = tokio::select! {
+                message = stream.message() => message,
+                _ = tokio::time::sleep_until(until) => break,
+                _ = tokio::time::sleep(Duration::from_millis(150)), if !asked => {
+                    asked = true;
+                    let _ = stream.request_progress().await;
+                    continue;
+                }
+            };
+            let Ok(Some(response)) = message else { break };
+            if response.created() && !response.canceled() {
+                continue;
+            }
+            let received = received(&response, origin);
+            let canceled = received.canceled;
+            session.responses.push(received);
+            if canceled {
+                break;
+            }
+        }
+        logs.push(WatchLog {
+            member,
+            sessions: vec![session],
+        });
+    }
+    logs
+}
+
+/// A response as the validation reads it.
+fn received(response: &etcd_client::WatchResponse, origin: Instant) -> Received {
+    Received {
+        revision: response.header().map_or(0, |h| h.revision()),
+        events: response
+            .events()
+            .iter()
+            .map(|e| WatchEvent {
+                put: e.event_type() == EventType::Put,
+                kv: e.kv().map(kv).unwrap_or_else(empty_kv),
+                prev_kv: e.prev_kv().map(kv),
+            })
+            .collect(),
+        compact_revision: response.compact_revision(),
+        canceled: response.canceled(),
+        at_ns: u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    }
 }
 
 fn empty_kv() -> KeyValue {
@@ -382,7 +487,12 @@ fn validate_log(
             if received.is_progress() {
                 // Bookmarkable: everything up to the notification's revision
                 // was sent before it.
-                if let Some((&missing, _)) = expected.range(want..=received.revision).next() {
+                // (One below the watch's start, as a watch from the
+                // future gets, promises nothing.)
+                let missing = (received.revision >= want)
+                    .then(|| expected.range(want..=received.revision).next())
+                    .flatten();
+                if let Some((&missing, _)) = missing {
                     return Err(fail(format!(
                         "progress notification at {} before the events of revision {missing}",
                         received.revision
