@@ -60,8 +60,12 @@ rocksdb: deps
 build: rocksdb
 	$(CARGO) build --release --workspace
 
+# The workspace, then what needs ironcd built with failpoints: their own
+# tests and the robustness regressions that arm them.
 test: rocksdb
 	$(CARGO) test --release --workspace
+	$(CARGO) test --release -p ironcd-server --features failpoints --test failpoints
+	$(CARGO) test --release -p ironcd-server --features failpoints --test robustness -- with_failpoints
 
 # A single member with etcd's defaults: clients on 127.0.0.1:2379, peers on
 # 2380, data in ./default.ironcd. Extra etcd flags: make run ARGS='--name x'.
@@ -87,7 +91,7 @@ bench-compare: rocksdb
 # (IRONCD_ROBUSTNESS_SEEDS, _FIRST_SEED and _SERVER=etcd: see
 # crates/server/tests/robustness.rs.)
 robustness: rocksdb
-	$(CARGO) test --release -p ironcd-server --test robustness -- --ignored matrix --nocapture
+	$(CARGO) test --release -p ironcd-server --features failpoints --test robustness -- --ignored matrix --nocapture
 
 lint: rocksdb
 	$(CARGO) fmt --all -- --check

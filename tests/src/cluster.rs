@@ -30,6 +30,9 @@ use crate::{Error, Result};
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
 /// Both etcd 3.4 and ironcd print this on stderr once they serve clients.
 pub const READY_LINE: &str = "ready to serve client requests";
+/// The variable that makes an ironcd built with the `failpoints` feature
+/// serve its failpoint endpoint at an address.
+pub const FAILPOINTS_HTTP_ENV: &str = "IRONCD_FAILPOINTS_HTTP";
 /// How long a member may take to serve after it was spawned.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a member may take to exit after SIGTERM.
@@ -167,6 +170,10 @@ pub struct Opts {
     /// proxy ([`Cluster::peer_proxy`]). `None`: peers dial each other
     /// directly.
     pub peer_proxy_seed: Option<u64>,
+    /// Give every member a loopback port for its failpoint endpoint
+    /// (`IRONCD_FAILPOINTS_HTTP`, served by an ironcd built with the
+    /// `failpoints` feature; [`Cluster::failpoint_addr`]).
+    pub failpoint_http: bool,
 }
 
 impl Default for Opts {
@@ -182,6 +189,7 @@ impl Default for Opts {
             peer_scheme: Scheme::Http,
             etcdctl_args: Vec::new(),
             peer_proxy_seed: None,
+            failpoint_http: false,
         }
     }
 }
@@ -241,6 +249,8 @@ struct Member {
     advertised_peer_port: u16,
     /// The proxy in front of the peer port ([`Opts::peer_proxy_seed`]).
     peer_proxy: Option<Proxy>,
+    /// Where its failpoint endpoint listens ([`Opts::failpoint_http`]).
+    failpoint_port: Option<u16>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
@@ -279,12 +289,12 @@ impl Cluster {
             })?;
         // Proxies listen on ports of this list too: one the kernel picked
         // for them could be a member's, handed out here but not yet bound.
-        let ports = free_ports(3 * n_members);
+        let ports = free_ports(4 * n_members);
         let mut members = Vec::with_capacity(n_members);
         for i in 0..n_members {
-            let (client_port, peer_port) = (ports[3 * i], ports[3 * i + 1]);
+            let (client_port, peer_port) = (ports[4 * i], ports[4 * i + 1]);
             let peer_proxy = match opts.peer_proxy_seed {
-                Some(seed) => Some(start_peer_proxy(ports[3 * i + 2], peer_port, seed, i)?),
+                Some(seed) => Some(start_peer_proxy(ports[4 * i + 2], peer_port, seed, i)?),
                 None => None,
             };
             members.push(Member {
@@ -293,6 +303,7 @@ impl Cluster {
                 peer_port,
                 advertised_peer_port: peer_proxy.as_ref().map_or(peer_port, |p| p.addr().port()),
                 peer_proxy,
+                failpoint_port: opts.failpoint_http.then_some(ports[4 * i + 3]),
                 data_dir: dir.path().join(format!("m{}.data", i + 1)),
                 log_path: dir.path().join(format!("m{}.log", i + 1)),
                 child: None,
@@ -418,6 +429,14 @@ impl Cluster {
     /// and `i`'s answers on those connections.
     pub fn peer_proxy(&self, i: usize) -> Option<ProxyHandle> {
         self.members[i].peer_proxy.as_ref().map(Proxy::handle)
+    }
+
+    /// Where member `i`'s failpoint endpoint listens, with
+    /// [`Opts::failpoint_http`].
+    pub fn failpoint_addr(&self, i: usize) -> Option<std::net::SocketAddr> {
+        self.members[i]
+            .failpoint_port
+            .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     /// Keeps the scratch directory (data dirs and logs) after the cluster
@@ -577,6 +596,9 @@ impl Cluster {
             .stdout(stdout)
             .stderr(Stdio::piped());
         scrub_env(&mut command);
+        if let Some(port) = member.failpoint_port {
+            command.env(FAILPOINTS_HTTP_ENV, format!("127.0.0.1:{port}"));
+        }
         command.envs(env.iter().copied());
         let mut child = command.spawn().map_err(io("spawn a member"))?;
         let stderr = child.stderr.take().expect("piped stderr");
@@ -813,6 +835,7 @@ mod tests {
                 peer_port: ports[1],
                 advertised_peer_port: ports[1],
                 peer_proxy: None,
+                failpoint_port: None,
                 data_dir: PathBuf::from("/nonexistent/m1.data"),
                 log_path: PathBuf::from("/nonexistent/m1.log"),
                 child: None,

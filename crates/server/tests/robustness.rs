@@ -13,11 +13,17 @@
 //! - `IRONCD_ROBUSTNESS_SEED`: one seed only (reproduces a failed run);
 //! - `IRONCD_ROBUSTNESS_SCENARIO`: only scenarios whose name contains it;
 //! - `IRONCD_ROBUSTNESS_SERVER`: `ironcd` (default) or `etcd`.
+//!
+//! Built with `--features failpoints` (as `make robustness` and the
+//! second half of `make test` build it), the matrix also arms every point
+//! of `failpoint::MATRIX`, and `with_failpoints` holds the regressions
+//! that arm points.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
-use ironcd_tests::robustness::{run, Fault, Profile, Report, Scenario};
+use ironcd_tests::robustness::failpoint::Trigger;
+use ironcd_tests::robustness::{regressions, run, Fault, Profile, Report, Scenario};
 use ironcd_tests::{ironcd, Impl, Server};
 
 /// One cluster at a time: two runs on 2 cores would starve each other's
@@ -53,6 +59,14 @@ fn play(server: Server, scenario: &Scenario, seed: u64) {
     if fault != Fault::None && fault != Fault::PeerDelay {
         assert!(report.faults > 0, "no fault was injected: {report}");
     }
+    let installs = matches!(fault, Fault::PeerPartitionUntilSnapshot)
+        || matches!(fault, Fault::Failpoint(p) if p.trigger == Trigger::SnapshotInstall);
+    if installs && report.implementation == Impl::Ironcd {
+        assert!(
+            report.snapshot_installs > 0,
+            "no member installed a snapshot: {report}"
+        );
+    }
 }
 
 #[test]
@@ -72,7 +86,7 @@ fn stop_one_of_three() {
 
 #[test]
 fn partition_one_of_three() {
-    sample(ironcd!(), 3, Fault::PeerBlackhole, Profile::EtcdLike, 4);
+    sample(ironcd!(), 3, Fault::PeerPartition, Profile::EtcdLike, 4);
 }
 
 /// A follower cut off until it needs a snapshot, installing it while
@@ -82,7 +96,7 @@ fn snapshot_install_while_watched() {
     sample(
         ironcd!(),
         3,
-        Fault::PeerBlackholeUntilSnapshot,
+        Fault::PeerPartitionUntilSnapshot,
         Profile::EtcdLike,
         8,
     );
@@ -115,6 +129,90 @@ fn etcd_passes_the_same_checks() {
     sample(Server::etcd(), 3, Fault::Kill, Profile::EtcdLike, 1);
 }
 
+/// Plays the regression scenario `name` with its seed on ironcd.
+fn regression(name: &str) {
+    let regression = regressions::named(name);
+    assert!(
+        !regression.needs_failpoints() || cfg!(feature = "failpoints"),
+        "{name} arms failpoints: its test belongs in `with_failpoints`"
+    );
+    eprintln!("{name}: {}", regression.about);
+    play(ironcd!(), &regression.scenario, regression.seed);
+}
+
+/// One test per regression scenario, named as it.
+macro_rules! regression_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                super::regression(stringify!($name));
+            }
+        )*
+    };
+}
+
+/// etcd's regressions and this project's own that need no failpoints.
+mod regression {
+    regression_tests!(
+        issue13766,
+        issue15220,
+        issue15271,
+        issue17247,
+        issue18055,
+        issue18089,
+        issue18667,
+        issue20221,
+        issue20418,
+        large_snapshot_install_while_watched,
+    );
+}
+
+/// The regressions that arm failpoints: built only with the feature
+/// (`make test` runs them with `--features failpoints`).
+#[cfg(feature = "failpoints")]
+mod with_failpoints {
+    regression_tests!(
+        issue14370,
+        issue14685,
+        issue17529,
+        issue17780,
+        issue19179,
+        kill_between_snapshot_file_and_wal_marker,
+        kill_inside_snapshot_restore,
+    );
+}
+
+/// Every regression scenario has its test above (in one build or the
+/// other).
+#[test]
+fn every_regression_has_a_test() {
+    let tested = [
+        "issue13766",
+        "issue15220",
+        "issue15271",
+        "issue17247",
+        "issue18055",
+        "issue18089",
+        "issue18667",
+        "issue20221",
+        "issue20418",
+        "large_snapshot_install_while_watched",
+        "issue14370",
+        "issue14685",
+        "issue17529",
+        "issue17780",
+        "issue19179",
+        "kill_between_snapshot_file_and_wal_marker",
+        "kill_inside_snapshot_restore",
+    ];
+    let mut listed: Vec<&str> = regressions::all().iter().map(|r| r.name).collect();
+    let mut tested = tested.to_vec();
+    listed.sort_unstable();
+    tested.sort_unstable();
+    assert_eq!(listed, tested);
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
     Some(
@@ -142,7 +240,7 @@ fn matrix() {
         }
     };
     let filter = std::env::var("IRONCD_ROBUSTNESS_SCENARIO").unwrap_or_default();
-    let scenarios: Vec<Scenario> = Scenario::matrix()
+    let scenarios: Vec<Scenario> = Scenario::matrix(cfg!(feature = "failpoints"))
         .into_iter()
         .filter(|s| s.name.contains(&filter))
         .collect();

@@ -20,6 +20,8 @@
 //! received) and `report.txt` into it; the panic message names the
 //! directory, the problems and the seed.
 
+pub mod failpoint;
+pub mod regressions;
 mod traffic;
 mod watch;
 
@@ -44,6 +46,7 @@ use crate::linearizability::{
     Response,
 };
 use crate::proxy::Direction;
+use failpoint::{Failpoint, Trigger};
 
 /// How long watchers may take, after the traffic stopped, to receive the
 /// final revision.
@@ -57,14 +60,18 @@ const SNAPSHOT_COUNTS: std::ops::RangeInclusive<u64> = 50..=1000;
 /// The range ironcd's `--experimental-snapshot-catchup-entries` is drawn
 /// from, so a lagging follower gets a snapshot rather than entries.
 const CATCHUP_ENTRIES: std::ops::RangeInclusive<u64> = 10..=200;
-/// [`Fault::PeerBlackholeUntilSnapshot`]'s smaller ranges, so that a
+/// [`Fault::PeerPartitionUntilSnapshot`]'s smaller ranges, so that a
 /// snapshot is due within a second or two of traffic.
 const SNAPSHOT_COUNTS_FOR_INSTALL: std::ops::RangeInclusive<u64> = 20..=100;
 const CATCHUP_ENTRIES_FOR_INSTALL: std::ops::RangeInclusive<u64> = 10..=40;
 /// etcd 3.4's fixed number of entries kept behind a snapshot.
 const ETCD_34_CATCHUP_ENTRIES: u64 = 5000;
-/// The longest [`Fault::PeerBlackholeUntilSnapshot`] partition.
+/// The longest [`Fault::PeerPartitionUntilSnapshot`] partition.
 const UNTIL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an armed crash point may take to end its member.
+const CRASH_WAIT: Duration = Duration::from_secs(10);
+/// How long a stall point stays armed, in ms.
+const STALL_MS: std::ops::RangeInclusive<u64> = 1000..=3000;
 /// Peer delay of [`Fault::PeerDelay`]: 75 ± 50 ms.
 const PEER_DELAY: Duration = Duration::from_millis(75);
 const PEER_DELAY_JITTER: Duration = Duration::from_millis(50);
@@ -79,20 +86,29 @@ pub enum Fault {
     Kill,
     /// SIGSTOP a member for 0.5–2 s, then SIGCONT.
     Stop,
-    /// Blackhole both directions of a member's peer proxy for 0.5–2 s
-    /// (a partition; HTTP/2 streams break and reconnect).
-    PeerBlackhole,
-    /// Blackhole a follower's peer links until the leader's log has moved
-    /// past a snapshot and the entries it keeps behind one, so that healing
-    /// makes the follower install a snapshot while it is watched (etcd
-    /// #15271, #18055, #20221).
-    PeerBlackholeUntilSnapshot,
+    /// Partition a member from its peers for 0.5–2 s: both directions of
+    /// its peer proxy pause, as TCP sees a partition (nothing crosses,
+    /// nothing is lost; senders block once the buffers fill). Not the
+    /// proxy's blackhole, which drops bytes from the middle of a stream
+    /// (no TCP connection can): that can wedge an HTTP/2 stream whose
+    /// flow-control window the dropped bytes used up.
+    PeerPartition,
+    /// Partition a follower (as [`Fault::PeerPartition`]) until the
+    /// leader's log has moved past a snapshot and the entries it keeps
+    /// behind one, so that healing makes the follower install a snapshot
+    /// while it is watched (etcd #15271, #18055, #20221).
+    PeerPartitionUntilSnapshot,
     /// Delay every peer link 75 ± 50 ms for the whole run.
     PeerDelay,
     /// Move the leadership to another member, again and again.
     LeaderTransfer,
     /// Defragment a member's backend under load, again and again.
     Defrag,
+    /// Arm a failpoint on a member (the leader half the time, a follower
+    /// for a snapshot install) through its failpoint endpoint, drive the
+    /// member to it; a crashed member is restarted, a stall disarmed after
+    /// 1–3 s; again and again. Needs ironcd built with `failpoints`.
+    Failpoint(Failpoint),
 }
 
 impl Fault {
@@ -101,8 +117,8 @@ impl Fault {
         Fault::None,
         Fault::Kill,
         Fault::Stop,
-        Fault::PeerBlackhole,
-        Fault::PeerBlackholeUntilSnapshot,
+        Fault::PeerPartition,
+        Fault::PeerPartitionUntilSnapshot,
         Fault::PeerDelay,
         Fault::LeaderTransfer,
         Fault::Defrag,
@@ -110,13 +126,31 @@ impl Fault {
 
     /// Whether the fault needs more than one member.
     pub fn needs_peers(self) -> bool {
-        matches!(
-            self,
-            Fault::PeerBlackhole
-                | Fault::PeerBlackholeUntilSnapshot
-                | Fault::PeerDelay
-                | Fault::LeaderTransfer
-        )
+        match self {
+            Fault::PeerPartition
+            | Fault::PeerPartitionUntilSnapshot
+            | Fault::PeerDelay
+            | Fault::LeaderTransfer => true,
+            Fault::Failpoint(point) => point.trigger == Trigger::SnapshotInstall,
+            Fault::None | Fault::Kill | Fault::Stop | Fault::Defrag => false,
+        }
+    }
+
+    /// Whether a follower must install snapshots during the run.
+    fn installs_snapshots(self) -> bool {
+        match self {
+            Fault::PeerPartitionUntilSnapshot => true,
+            Fault::Failpoint(point) => point.trigger == Trigger::SnapshotInstall,
+            _ => false,
+        }
+    }
+
+    /// Its name in scenario names.
+    pub fn label(self) -> String {
+        match self {
+            Fault::Failpoint(point) => format!("failpoint-{}", point.name).to_lowercase(),
+            other => format!("{other:?}").to_lowercase(),
+        }
     }
 }
 
@@ -137,6 +171,8 @@ pub struct Scenario {
     /// etcd 3.4.30 can send one ahead of the events it covers (etcd
     /// #15220): the reference is run without them.
     pub progress_requests: bool,
+    /// Fixes `--snapshot-count` instead of drawing it from the seed.
+    pub snapshot_count: Option<u64>,
 }
 
 impl Scenario {
@@ -149,7 +185,7 @@ impl Scenario {
             Profile::KubernetesLike => "kubernetes",
         };
         Scenario {
-            name: format!("{members}m-{fault:?}-{profile_name}").to_lowercase(),
+            name: format!("{members}m-{}-{profile_name}", fault.label()),
             members,
             fault,
             traffic: TrafficConfig {
@@ -159,18 +195,28 @@ impl Scenario {
                 keys: 10,
                 compaction_interval: Some(Duration::from_millis(100)),
                 txn_reads_at_revision: true,
+                value_bytes: 0,
             },
             duration: Duration::from_secs(6),
             progress_requests: true,
+            snapshot_count: None,
         }
     }
 
     /// Every fault × profile on 3 members, and the faults one member can
-    /// have on 1: the matrix `make robustness` runs.
-    pub fn matrix() -> Vec<Scenario> {
+    /// have on 1: the matrix `make robustness` runs; with `failpoints`
+    /// (an ironcd built with the feature), every point of
+    /// [`failpoint::MATRIX`] too.
+    pub fn matrix(failpoints: bool) -> Vec<Scenario> {
+        let points = failpoint::MATRIX.iter().map(|&p| Fault::Failpoint(p));
+        let faults: Vec<Fault> = if failpoints {
+            Fault::ALL.into_iter().chain(points).collect()
+        } else {
+            Fault::ALL.to_vec()
+        };
         let mut all = Vec::new();
         for profile in [Profile::EtcdLike, Profile::KubernetesLike] {
-            for fault in Fault::ALL {
+            for &fault in &faults {
                 all.push(Scenario::new(3, fault, profile));
                 if !fault.needs_peers() {
                     all.push(Scenario::new(1, fault, profile));
@@ -202,6 +248,9 @@ pub struct Report {
     pub watch_events: usize,
     /// Short-lived watches opened around the current revision.
     pub short_watches: usize,
+    /// Snapshots members installed from a leader, as their logs tell
+    /// (ironcd's log line; 0 for etcd, whose lines are not counted).
+    pub snapshot_installs: usize,
     /// Watchers that saw every revision of the run without a compaction
     /// cutting their history (one is enough to patch failed writes with
     /// what was persisted).
@@ -223,7 +272,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} on {}, seed {}: {} operations ({} failed), {} faults, final revision {}, {} watch events ({} of the watchers complete), {} short watches",
+            "{} on {}, seed {}: {} operations ({} failed), {} faults, final revision {}, {} watch events ({} of the watchers complete), {} short watches, {} snapshot installs",
             self.scenario,
             self.implementation.name(),
             self.seed,
@@ -233,7 +282,8 @@ impl fmt::Display for Report {
             self.final_revision,
             self.watch_events,
             self.complete_watchers,
-            self.short_watches
+            self.short_watches,
+            self.snapshot_installs
         )?;
         if self.passed() {
             return write!(f, "passed");
@@ -255,12 +305,13 @@ impl fmt::Display for Report {
 /// Plays `scenario` on `server` with `seed` and checks the outcome.
 pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
-    let install = scenario.fault == Fault::PeerBlackholeUntilSnapshot;
+    let install = scenario.fault.installs_snapshots();
     let snapshot_count = rng.gen_range(if install {
         SNAPSHOT_COUNTS_FOR_INSTALL
     } else {
         SNAPSHOT_COUNTS
     });
+    let snapshot_count = scenario.snapshot_count.unwrap_or(snapshot_count);
     let catchup = rng.gen_range(if install {
         CATCHUP_ENTRIES_FOR_INSTALL
     } else {
@@ -276,6 +327,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     let opts = Opts {
         extra_args: args,
         peer_proxy_seed: (scenario.members > 1).then_some(seed),
+        failpoint_http: matches!(scenario.fault, Fault::Failpoint(_)),
         ..Opts::default()
     };
     let mut cluster = Cluster::start(server.clone(), scenario.members, opts);
@@ -408,6 +460,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         watch_events: logs.iter().map(|l| l.puts().count()).sum(),
         complete_watchers,
         short_watches: short_logs.len(),
+        snapshot_installs: count_in_logs(&cluster, IRONCD_INSTALL_LINE),
         problems,
         kept: None,
     };
@@ -483,37 +536,51 @@ fn inject(
                 pause(rng, 500..=2000);
                 cluster.signal(target, "CONT");
             }
-            Fault::PeerBlackhole => {
+            Fault::PeerPartition => {
                 let proxy = cluster.peer_proxy(target).expect("peer proxies");
-                proxy.blackhole(Direction::ToUpstream);
-                proxy.blackhole(Direction::ToClient);
+                proxy.pause(Direction::ToUpstream);
+                proxy.pause(Direction::ToClient);
                 pause(rng, 500..=2000);
                 proxy.heal();
             }
-            Fault::PeerBlackholeUntilSnapshot => {
+            Fault::PeerPartitionUntilSnapshot => {
                 let leader = cluster.wait_for_leader();
                 let follower = (leader + rng.gen_range(1..members)) % members;
-                let from = cluster.status(leader).map_or(0, |s| s.raft_index);
-                let proxy = cluster.peer_proxy(follower).expect("peer proxies");
-                proxy.blackhole(Direction::ToUpstream);
-                proxy.blackhole(Direction::ToClient);
-                let deadline = Instant::now() + UNTIL_SNAPSHOT_TIMEOUT;
-                // Past the distance, plus a snapshot's worth more: the
-                // leader snapshots only every `snapshot_count` entries.
-                while Instant::now() < deadline
-                    && cluster
-                        .live()
-                        .into_iter()
-                        .filter(|&i| i != follower)
-                        .filter_map(|i| cluster.status(i))
-                        .map(|s| s.raft_index)
-                        .max()
-                        .unwrap_or(0)
-                        < from + 2 * snapshot_distance
-                {
-                    thread::sleep(Duration::from_millis(50));
+                partition_until_snapshot(cluster, follower, snapshot_distance);
+            }
+            Fault::Failpoint(point) => {
+                let target = match point.trigger {
+                    Trigger::SnapshotInstall => {
+                        let leader = cluster.wait_for_leader();
+                        (leader + rng.gen_range(1..members)) % members
+                    }
+                    Trigger::Traffic | Trigger::Defrag => target,
+                };
+                let addr = cluster
+                    .failpoint_addr(target)
+                    .expect("a failpoint scenario's members have endpoints");
+                failpoint::arm(addr, &point).unwrap_or_else(|e| panic!("{e}"));
+                match point.trigger {
+                    Trigger::Traffic => {}
+                    Trigger::Defrag => {
+                        // Fails when the point ends the member mid-defrag.
+                        let _ = cluster.etcdctl(&[cluster.host_port(target)], &["defrag"]);
+                    }
+                    Trigger::SnapshotInstall => {
+                        partition_until_snapshot(cluster, target, snapshot_distance);
+                    }
                 }
-                proxy.heal();
+                if point.crashes() {
+                    if wait_for_exit(cluster, target, CRASH_WAIT) {
+                        cluster.restart(target);
+                    } else {
+                        // Not reached this time.
+                        let _ = failpoint::disarm(addr, point.name);
+                    }
+                } else {
+                    pause(rng, STALL_MS);
+                    failpoint::disarm(addr, point.name).unwrap_or_else(|e| panic!("{e}"));
+                }
             }
             Fault::LeaderTransfer => {
                 let leader = cluster.wait_for_leader();
@@ -533,6 +600,66 @@ fn inject(
         pause(rng, 300..=800);
     }
     injected
+}
+
+/// Pauses both directions of `follower`'s peer proxy until the other
+/// members' raft logs are two snapshots' distance past where it was (the
+/// leader snapshots only every `--snapshot-count` entries, and keeps the
+/// catch-up entries behind it), or [`UNTIL_SNAPSHOT_TIMEOUT`]; then drops
+/// its connections and heals it, so it catches up from a snapshot.
+fn partition_until_snapshot(cluster: &Cluster, follower: usize, snapshot_distance: u64) {
+    let others = |cluster: &Cluster| {
+        cluster
+            .live()
+            .into_iter()
+            .filter(|&i| i != follower)
+            .filter_map(|i| cluster.status(i))
+            .map(|s| s.raft_index)
+            .max()
+            .unwrap_or(0)
+    };
+    let from = others(cluster);
+    let proxy = cluster.peer_proxy(follower).expect("peer proxies");
+    proxy.pause(Direction::ToUpstream);
+    proxy.pause(Direction::ToClient);
+    let deadline = Instant::now() + UNTIL_SNAPSHOT_TIMEOUT;
+    while Instant::now() < deadline && others(cluster) < from + 2 * snapshot_distance {
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The partition outlived the connections (as a long one does when TCP
+    // gives up): what they held is lost, and the leader, which would
+    // otherwise go on from the appends still queued in them, has to probe
+    // the follower and finds the entries it needs compacted away.
+    proxy.drop_connections();
+    proxy.heal();
+}
+
+/// What ironcd logs when it installs a snapshot sent by the leader.
+const IRONCD_INSTALL_LINE: &str = "installing snapshot from the leader";
+
+/// How many lines of the members' logs contain `needle`.
+fn count_in_logs(cluster: &Cluster, needle: &str) -> usize {
+    (0..cluster.len())
+        .map(|i| {
+            let log = fs::read_to_string(cluster.dir().join(format!("{}.log", cluster.name(i))));
+            log.map_or(0, |text| {
+                text.lines().filter(|l| l.contains(needle)).count()
+            })
+        })
+        .sum()
+}
+
+/// Waits (bounded) for member `i` to exit by itself; whether it did (it
+/// is reaped then).
+fn wait_for_exit(cluster: &mut Cluster, i: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cluster.check_alive(i).is_err() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// Undoes whatever may still be wrong: stopped members go on, proxies

@@ -66,6 +66,9 @@ pub struct TrafficConfig {
     /// some members while failing it as compacted (etcd #18667, fixed in
     /// 3.4.35): the reference is run without them.
     pub txn_reads_at_revision: bool,
+    /// Pads every value to this many bytes (0: no padding), for large
+    /// snapshots.
+    pub value_bytes: usize,
 }
 
 /// Which client ids the traffic uses: clients are `0..clients`, the
@@ -97,6 +100,7 @@ pub async fn run(
             recorder: recorder.clone(),
             profile: config.profile,
             txn_reads_at_revision: config.txn_reads_at_revision,
+            value_bytes: config.value_bytes,
             keys: config.keys.max(1),
             seq: 0,
             last_revision: 1,
@@ -139,6 +143,7 @@ struct TrafficClient {
     recorder: Arc<Recorder>,
     profile: Profile,
     txn_reads_at_revision: bool,
+    value_bytes: usize,
     keys: usize,
     /// Puts made, for unique values.
     seq: u64,
@@ -183,7 +188,11 @@ impl TrafficClient {
     /// rests on unique values).
     fn value(&mut self) -> Vec<u8> {
         self.seq += 1;
-        format!("c{}-{}", self.id, self.seq).into_bytes()
+        let mut value = format!("c{}-{}", self.id, self.seq).into_bytes();
+        if value.len() < self.value_bytes {
+            value.resize(self.value_bytes, b'.');
+        }
+        value
     }
 
     fn etcd_request(&mut self) -> Request {
