@@ -405,7 +405,12 @@ impl Inner {
             let Some(w) = groups.watchers.get(&key) else {
                 continue;
             };
+            let cancels = resp.compact_revision != 0;
             match w.tx.try_send(resp) {
+                Ok(()) if cancels => {
+                    // The compaction cancellation it held: now told, gone.
+                    groups.watchers.remove(&key);
+                }
                 Ok(()) => {
                     let next = if w.min_rev > current {
                         Group::Synced
@@ -452,12 +457,21 @@ impl Inner {
             Ok(read) => read,
             Err(HistoryError::Compacted(compact)) => {
                 // Those whose next revision is gone are told and dropped;
-                // the rest are read again from a later revision.
+                // the rest are read again from a later revision. One whose
+                // buffer is full stays, a victim holding the cancellation,
+                // until it can be told: dropped untold, its stream would
+                // wait for events that never come, and count it as synced.
                 for (key, min_rev) in &batch {
                     if *min_rev < compact && groups.unsynced.contains(key) {
                         groups.deliver(*key, WatchResponse::compacted(key.id, compact));
-                        groups.detach(*key);
-                        groups.watchers.remove(key);
+                        let told = groups
+                            .watchers
+                            .get(key)
+                            .is_some_and(|w| w.group != Group::Victim);
+                        if told {
+                            groups.detach(*key);
+                            groups.watchers.remove(key);
+                        }
                     }
                 }
                 return !groups.unsynced.is_empty();

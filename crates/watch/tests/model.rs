@@ -499,3 +499,97 @@ fn watchers_resume_against_a_replaced_store() {
     std::thread::sleep(Duration::from_millis(150));
     assert!(rx.try_recv().is_err(), "nothing twice");
 }
+
+/// A stream read slowly while a writer runs and the reader keeps asking
+/// for progress: every event arrives once, in order, and a progress
+/// notification at revision R comes only after every event up to R (the
+/// robustness suite's `beforeSendWatchResponse` stall found a gap here).
+#[test]
+fn progress_on_a_slow_stream_never_runs_ahead_of_its_events() {
+    let (store, watchable) = setup(WatchConfig {
+        stream_buffer: 4,
+        ..WatchConfig::default()
+    });
+    let (stream, mut rx) = WatchStream::new(&watchable);
+    stream
+        .watch(WatchRequest {
+            key: b"k".to_vec(),
+            range_end: vec![0],
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    let writes: i64 = 3_000;
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..writes {
+                store.write().put(format!("k{}", i % 7).as_bytes(), b"v", 0);
+                if i % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    let mut next = 2;
+    let deadline = Instant::now() + CATCH_UP;
+    let mut asked = 0u64;
+    while next < writes + 2 {
+        assert!(Instant::now() < deadline, "stuck at revision {next}");
+        asked += 1;
+        if asked % 3 == 0 {
+            let _ = stream.progress_all();
+        }
+        match rx.try_recv() {
+            Ok(resp) if resp.events.is_empty() => {
+                assert!(
+                    resp.revision < next,
+                    "progress at {} before the event of revision {next}",
+                    resp.revision
+                );
+            }
+            Ok(resp) => {
+                for e in &resp.events {
+                    let rev = e.kv.as_ref().unwrap().mod_revision;
+                    assert_eq!(rev, next, "in order, no gap, no repeat");
+                    next += 1;
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+        if asked % 5 == 0 {
+            // A slow reader.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    writer.join().unwrap();
+}
+
+/// A watcher that must be cancelled by a compaction while its stream's
+/// buffer is full is told once there is room (the robustness suite found
+/// the cancellation dropped: the stream then waited for events that never
+/// came, and its progress notifications counted the gone watcher synced).
+#[test]
+fn a_compaction_cancel_waits_for_room_in_a_full_buffer() {
+    let (store, watchable) = setup(WatchConfig {
+        stream_buffer: 1,
+        ..WatchConfig::default()
+    });
+    let (stream, mut rx) = WatchStream::new(&watchable);
+    let (id, _) = stream
+        .watch(WatchRequest {
+            key: b"k".to_vec(),
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    // Revision 2 fills the buffer; 3 is held by the victim; 4..=10 wait.
+    for i in 0..9u8 {
+        store.write().put(b"k", &[i], 0);
+    }
+    store.compact(8).unwrap().wait().unwrap();
+    // Room for the held response; the watcher then needs 4.., compacted.
+    assert_eq!(revisions(&recv(&mut rx).events), vec![2]);
+    assert_eq!(revisions(&recv(&mut rx).events), vec![3]);
+    let cancel = recv(&mut rx);
+    assert_eq!((cancel.watch_id, cancel.compact_revision), (id, 8));
+    assert_eq!(watchable.watcher_count(), 0);
+}
