@@ -87,14 +87,14 @@ impl WatchLog {
             .filter(|(e, _)| e.put)
     }
 
-    /// The newest revision whose events (or a progress notification) it
-    /// received.
+    /// The newest revision whose events it received (not counting
+    /// progress notifications: a wrong one must not make a watcher with a
+    /// gap look complete; every write of the traffic makes an event).
     pub fn last_revision(&self) -> i64 {
         self.sessions
             .iter()
             .flat_map(|s| &s.responses)
-            .filter(|r| !r.canceled)
-            .map(|r| r.events.last().map_or(r.revision, |e| e.kv.mod_revision))
+            .filter_map(|r| r.events.last().map(|e| e.kv.mod_revision))
             .max()
             .unwrap_or(0)
     }
