@@ -3,9 +3,12 @@
 //! checked for linearizability, etcd's watch guarantees and equal
 //! `HashKV`s on every member.
 //!
-//! `make test` runs the sample below: fixed scenarios and seeds on
-//! ironcd, and one on etcd 3.4 (the reference must pass the same checks,
-//! or the checks are wrong). `make robustness` runs `matrix`: every
+//! `make test` runs the sample below: one test per regression scenario
+//! (`regressions::all()`, which between them kill, stop, partition until
+//! a snapshot and arm failpoints), the faults no regression covers
+//! (partitions, peer delay, leader transfers, defrags), each with a fixed
+//! seed on ironcd, and one scenario on etcd 3.4 (the reference must pass
+//! the same checks, or the checks are wrong). `make robustness` runs `matrix`: every
 //! scenario over many seeds, with these variables:
 //!
 //! - `IRONCD_ROBUSTNESS_SEEDS`: how many seeds per scenario (default 50),
@@ -70,36 +73,8 @@ fn play(server: Server, scenario: &Scenario, seed: u64) {
 }
 
 #[test]
-fn kill_one_of_three() {
-    sample(ironcd!(), 3, Fault::Kill, Profile::EtcdLike, 1);
-}
-
-#[test]
-fn kill_a_single_member() {
-    sample(ironcd!(), 1, Fault::Kill, Profile::KubernetesLike, 2);
-}
-
-#[test]
-fn stop_one_of_three() {
-    sample(ironcd!(), 3, Fault::Stop, Profile::KubernetesLike, 3);
-}
-
-#[test]
 fn partition_one_of_three() {
     sample(ironcd!(), 3, Fault::PeerPartition, Profile::EtcdLike, 4);
-}
-
-/// A follower cut off until it needs a snapshot, installing it while
-/// watched (etcd #15271).
-#[test]
-fn snapshot_install_while_watched() {
-    sample(
-        ironcd!(),
-        3,
-        Fault::PeerPartitionUntilSnapshot,
-        Profile::EtcdLike,
-        8,
-    );
 }
 
 #[test]

@@ -536,7 +536,7 @@ fn progress_on_a_slow_stream_never_runs_ahead_of_its_events() {
     while next < writes + 2 {
         assert!(Instant::now() < deadline, "stuck at revision {next}");
         asked += 1;
-        if asked % 3 == 0 {
+        if asked.is_multiple_of(3) {
             let _ = stream.progress_all();
         }
         match rx.try_recv() {
@@ -556,7 +556,7 @@ fn progress_on_a_slow_stream_never_runs_ahead_of_its_events() {
             }
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
-        if asked % 5 == 0 {
+        if asked.is_multiple_of(5) {
             // A slow reader.
             std::thread::sleep(Duration::from_millis(1));
         }
