@@ -613,6 +613,17 @@ pub fn response_matches(expected: &Response, observed: &Response) -> bool {
             Response::LeaseKeepAlive { ttl_s: expected },
             Response::LeaseKeepAlive { ttl_s: observed },
         ) => (*expected > 0) == (*observed > 0),
+        (
+            Response::Txn {
+                revision,
+                succeeded,
+                ..
+            },
+            Response::TxnOutcome {
+                revision: r,
+                succeeded: s,
+            },
+        ) => revision == r && succeeded == s,
         _ => expected == observed,
     }
 }

@@ -251,6 +251,16 @@ pub enum Response {
         /// Header revision (a compaction creates no revision).
         revision: i64,
     },
+    /// What is known of a Txn whose answer was lost but whose effect was
+    /// seen (a watch event of one of its unique puts): its revision and
+    /// the branch that ran, not the branch's results. Matches any
+    /// [`Response::Txn`] with that revision and branch.
+    TxnOutcome {
+        /// The txn's revision.
+        revision: i64,
+        /// Whether the success branch ran.
+        succeeded: bool,
+    },
     /// A definite error: the server says the request did not take effect.
     /// The gRPC status message (the `ERR_*` constants). Timeouts and lost
     /// connections are not errors: record those operations as failed.
@@ -398,7 +408,8 @@ impl Response {
             | Response::Txn { revision, .. }
             | Response::LeaseGrant { revision }
             | Response::LeaseRevoke { revision }
-            | Response::Compact { revision } => Some(*revision),
+            | Response::Compact { revision }
+            | Response::TxnOutcome { revision, .. } => Some(*revision),
             Response::LeaseKeepAlive { .. } | Response::Error(_) => None,
         }
     }
@@ -414,7 +425,8 @@ impl Response {
             | Response::Txn { revision, .. }
             | Response::LeaseGrant { revision }
             | Response::LeaseRevoke { revision }
-            | Response::Compact { revision } => *revision = new,
+            | Response::Compact { revision }
+            | Response::TxnOutcome { revision, .. } => *revision = new,
             Response::LeaseKeepAlive { .. } | Response::Error(_) => {}
         }
         response
@@ -609,6 +621,10 @@ impl fmt::Display for Response {
                 fmt_list(f, results)
             }
             Response::LeaseKeepAlive { ttl_s } => write!(f, "ttl {ttl_s}s"),
+            Response::TxnOutcome {
+                revision,
+                succeeded,
+            } => write!(f, "rev {revision} succeeded {succeeded} (results unknown)"),
             Response::Error(message) => write!(f, "error {message:?}"),
         }
     }

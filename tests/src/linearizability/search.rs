@@ -472,6 +472,8 @@ pub(super) fn revision_bound(op: &Operation) -> Option<i64> {
             TxnResult::Delete { deleted } => *deleted > 0,
             TxnResult::Range { .. } => false,
         }),
+        // Only made for a txn whose put a watcher saw.
+        Response::TxnOutcome { .. } => true,
         _ => false,
     };
     Some(if changed { revision - 1 } else { revision })

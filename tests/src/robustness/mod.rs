@@ -42,7 +42,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cluster::{Cluster, Impl, Opts, Server};
 use crate::linearizability::{
-    check, patch, CheckLimits, CheckResult, History, Operation, Persisted, Recorder, Request,
+    self, check, patch, CheckLimits, CheckResult, History, Operation, Persisted, Recorder, Request,
     Response,
 };
 use crate::proxy::Direction;
@@ -775,27 +775,83 @@ fn patch_from_watches(
             entry.1 = entry.1.min(at_ns);
         }
     }
-    let operations: Vec<Operation> = history
+    let mut operations: Vec<Operation> = history
         .operations
         .iter()
-        .map(|op| match (&op.request, op.return_ns) {
-            (Request::Put { key, value, .. }, None) => {
-                match seen.get(&(key.clone(), value.clone())) {
-                    Some(&(revision, at_ns)) if at_ns >= op.call_ns => Operation {
-                        return_ns: Some(at_ns),
-                        response: Some(Response::Put { revision }),
-                        ..op.clone()
-                    },
-                    _ => op.clone(),
-                }
+        .map(|op| {
+            if !op.is_failed() {
+                return op.clone();
             }
-            _ => op.clone(),
+            let first_seen = op
+                .request
+                .puts()
+                .into_iter()
+                .filter_map(|(k, v)| seen.get(&(k.to_vec(), v.to_vec())))
+                .filter(|&&(_, at_ns)| at_ns >= op.call_ns)
+                .min_by_key(|&&(_, at_ns)| at_ns);
+            match (&op.request, first_seen) {
+                // Its revision is the event's.
+                (Request::Put { .. }, Some(&(revision, at_ns))) => Operation {
+                    return_ns: Some(at_ns),
+                    response: Some(Response::Put { revision }),
+                    ..op.clone()
+                },
+                // A txn: its revision is the event's, and the branch that
+                // ran is the one with that put; its results stay unknown.
+                (
+                    Request::Txn {
+                        success, failure, ..
+                    },
+                    Some(&(revision, at_ns)),
+                ) if branch_puts_seen(success, &seen) != branch_puts_seen(failure, &seen) => {
+                    Operation {
+                        return_ns: Some(at_ns),
+                        response: Some(Response::TxnOutcome {
+                            revision,
+                            succeeded: branch_puts_seen(success, &seen),
+                        }),
+                        ..op.clone()
+                    }
+                }
+                // It happened before the event arrived; its answer stays
+                // unknown.
+                (_, Some(&(_, at_ns))) => Operation {
+                    return_ns: Some(at_ns),
+                    ..op.clone()
+                },
+                (_, None) => op.clone(),
+            }
         })
         .collect();
     let complete: Vec<&WatchLog> = logs
         .iter()
         .filter(|log| final_revision > 0 && is_complete(log, final_revision))
         .collect();
+    if let Some(log) = complete.first() {
+        operations = pin_failed_deletes(operations, log);
+        // A failed txn whose one putting branch put nothing that was
+        // persisted ran the other branch if it ran at all; when that one
+        // only reads, it changed nothing and answered no one: drop it.
+        operations.retain(|op| match &op.request {
+            Request::Txn {
+                success, failure, ..
+            } if op.is_failed() => {
+                let read_only = |ops: &[linearizability::TxnOp]| {
+                    ops.iter()
+                        .all(|o| matches!(o, linearizability::TxnOp::Range { .. }))
+                };
+                let unseen_puts = |ops: &[linearizability::TxnOp]| {
+                    ops.iter()
+                        .any(|o| matches!(o, linearizability::TxnOp::Put { .. }))
+                        && !branch_puts_seen(ops, &seen)
+                };
+                let never_changed = (unseen_puts(success) && read_only(failure))
+                    || (unseen_puts(failure) && read_only(success));
+                !never_changed
+            }
+            _ => true,
+        });
+    }
     let persisted: Option<Vec<Persisted>> = complete.first().map(|log| {
         log.puts()
             .map(|(e, _)| (e.kv.key.clone(), e.kv.value.clone()))
@@ -803,6 +859,110 @@ fn patch_from_watches(
     });
     let patched = patch(&History::new(operations), persisted.as_deref());
     (patched, complete.len())
+}
+
+/// Whether a watcher saw one of the branch's puts.
+fn branch_puts_seen(ops: &[linearizability::TxnOp], seen: &HashMap<Persisted, (i64, u64)>) -> bool {
+    ops.iter().any(|op| match op {
+        linearizability::TxnOp::Put { key, value, .. } => {
+            seen.contains_key(&(key.clone(), value.clone()))
+        }
+        _ => false,
+    })
+}
+
+/// Failed single-key deletes narrowed by a complete watcher's delete
+/// events (each revision comes from one request): one whose key has no
+/// delete event after its call deleted nothing, so it had no effect and
+/// is dropped; one with exactly one delete event of its key after its call
+/// that no completed request answered with, and that no other failed
+/// delete of the key could have made, made that event.
+fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Operation> {
+    // (key, revision, arrival) of every delete event.
+    let deletes: Vec<(&[u8], i64, u64)> = complete
+        .sessions
+        .iter()
+        .flat_map(|s| &s.responses)
+        .flat_map(|r| r.events.iter().map(move |e| (e, r.at_ns)))
+        .filter(|(e, _)| !e.put)
+        .map(|(e, at_ns)| (e.kv.key.as_slice(), e.kv.mod_revision, at_ns))
+        .collect();
+    let claimed: std::collections::HashSet<i64> = operations
+        .iter()
+        .filter_map(|op| changed_revision(op.response.as_ref()?))
+        .collect();
+    let single_key = |op: &Operation| match &op.request {
+        Request::Delete { key, range_end } if op.is_failed() && range_end.is_empty() => {
+            Some(key.clone())
+        }
+        _ => None,
+    };
+    // Each failed delete's candidate events: (any event after its call,
+    // the unclaimed ones as (revision, arrival)).
+    type Candidates = Option<(bool, Vec<(i64, u64)>)>;
+    let candidates: Vec<Candidates> = operations
+        .iter()
+        .map(|op| {
+            let key = single_key(op)?;
+            let after: Vec<(i64, u64)> = deletes
+                .iter()
+                .filter(|(k, _, at_ns)| *k == key.as_slice() && *at_ns >= op.call_ns)
+                .map(|&(_, revision, at_ns)| (revision, at_ns))
+                .collect();
+            let unclaimed = after
+                .iter()
+                .copied()
+                .filter(|(revision, _)| !claimed.contains(revision))
+                .collect();
+            Some((!after.is_empty(), unclaimed))
+        })
+        .collect();
+    let mut wanted: HashMap<i64, usize> = HashMap::new();
+    for (_, unclaimed) in candidates.iter().flatten() {
+        for (revision, _) in unclaimed {
+            *wanted.entry(*revision).or_default() += 1;
+        }
+    }
+    operations
+        .into_iter()
+        .zip(candidates)
+        .filter_map(|(op, candidates)| match candidates {
+            None => Some(op),
+            Some((false, _)) => None,
+            Some((true, unclaimed)) => match unclaimed[..] {
+                [(revision, at_ns)] if wanted.get(&revision) == Some(&1) => Some(Operation {
+                    return_ns: Some(at_ns),
+                    response: Some(Response::Delete {
+                        revision,
+                        deleted: 1,
+                    }),
+                    ..op
+                }),
+                _ => Some(op),
+            },
+        })
+        .collect()
+}
+
+/// The revision a completed answer says its request made, when it says
+/// the request changed something (a put; a delete or a txn that deleted
+/// or put).
+fn changed_revision(response: &Response) -> Option<i64> {
+    match response {
+        Response::Put { revision } => Some(*revision),
+        Response::Delete { revision, deleted } if *deleted > 0 => Some(*revision),
+        Response::Txn {
+            revision, results, ..
+        } => results
+            .iter()
+            .any(|r| match r {
+                linearizability::TxnResult::Put => true,
+                linearizability::TxnResult::Delete { deleted } => *deleted > 0,
+                linearizability::TxnResult::Range { .. } => false,
+            })
+            .then_some(*revision),
+        _ => None,
+    }
 }
 
 /// Whether a watcher saw everything from revision 1 to `final_revision`
