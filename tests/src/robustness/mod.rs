@@ -887,9 +887,13 @@ fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Op
         .filter(|(e, _)| !e.put)
         .map(|(e, at_ns)| (e.kv.key.as_slice(), e.kv.mod_revision, at_ns))
         .collect();
+    // Revisions some answered write may have made. Claiming too many only
+    // pins fewer deletes; claiming too few pins a delete to another
+    // request's event (a lease revocation's deletes, say).
     let claimed: std::collections::HashSet<i64> = operations
         .iter()
-        .filter_map(|op| changed_revision(op.response.as_ref()?))
+        .filter(|op| !op.request.is_read_only())
+        .filter_map(|op| op.response.as_ref()?.revision())
         .collect();
     let single_key = |op: &Operation| match &op.request {
         Request::Delete { key, range_end } if op.is_failed() && range_end.is_empty() => {
@@ -942,27 +946,6 @@ fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Op
             },
         })
         .collect()
-}
-
-/// The revision a completed answer says its request made, when it says
-/// the request changed something (a put; a delete or a txn that deleted
-/// or put).
-fn changed_revision(response: &Response) -> Option<i64> {
-    match response {
-        Response::Put { revision } => Some(*revision),
-        Response::Delete { revision, deleted } if *deleted > 0 => Some(*revision),
-        Response::Txn {
-            revision, results, ..
-        } => results
-            .iter()
-            .any(|r| match r {
-                linearizability::TxnResult::Put => true,
-                linearizability::TxnResult::Delete { deleted } => *deleted > 0,
-                linearizability::TxnResult::Range { .. } => false,
-            })
-            .then_some(*revision),
-        _ => None,
-    }
 }
 
 /// Whether a watcher saw everything from revision 1 to `final_revision`
