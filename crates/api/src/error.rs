@@ -132,6 +132,25 @@ pub enum EtcdError {
     #[error("etcdserver: permission denied")]
     PermissionDenied,
 
+    // --- election and lock (etcd's concurrency package; plain Go errors,
+    // so etcd answers them with code Unknown)
+    /// Proclaim, or a Campaign whose key went, by a candidate that does
+    /// not lead.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election nobody campaigns in.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// A Lock whose key went (its lease expired) before it held the lock.
+    #[error("mutex: session is expired")]
+    SessionExpired,
+    /// The watch a Lock or Campaign waited on ended.
+    #[error("lost watcher waiting for delete")]
+    LostWatcher,
+
     // --- not etcd's vocabulary
     /// The RPC exists in etcd's API but ironcd does not serve it yet.
     #[error("{0} is not implemented by ironcd yet")]
@@ -173,7 +192,8 @@ impl EtcdError {
             InvalidAuthToken => Code::Unauthenticated,
             PermissionDenied => Code::PermissionDenied,
             Unimplemented(_) => Code::Unimplemented,
-            Internal(_) => Code::Unknown,
+            ElectionNotLeader | ElectionNoLeader | MissingLeaderKey | SessionExpired
+            | LostWatcher | Internal(_) => Code::Unknown,
         }
     }
 }
@@ -218,6 +238,11 @@ const KNOWN: &[EtcdError] = {
         AuthNotEnabled,
         InvalidAuthToken,
         PermissionDenied,
+        ElectionNotLeader,
+        ElectionNoLeader,
+        MissingLeaderKey,
+        SessionExpired,
+        LostWatcher,
     ]
 };
 

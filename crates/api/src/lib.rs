@@ -1,4 +1,5 @@
-//! ironcd-api: etcd's gRPC services (KV, Cluster, Maintenance, Watch and Lease so far),
+//! ironcd-api: etcd's gRPC services (KV, Cluster, Maintenance, Watch, Lease,
+//! Election and Lock),
 //! request validation with etcd's rules, and the one place errors become
 //! `tonic::Status` with etcd's exact codes and `etcdserver: …` messages.
 //!
@@ -8,8 +9,10 @@
 //! [`ClusterApi`], [`MaintenanceApi`], [`WatchApi`], [`LeaseApi`]) with it, which `ironcd-server`
 //! implements: this crate does
 //! no storage and no consensus, and depends only on `ironcd-proto`.
-//! Services not yet built (Auth, election, lock) are simply
-//! not routed, so tonic answers them `Unimplemented` at once.
+//! Election and Lock are recipes over those same traits, as etcd's
+//! concurrency package builds them over a client (`concurrency.rs`).
+//! Auth is not built yet and simply not routed, so tonic answers it
+//! `Unimplemented` at once.
 //!
 //! ```
 //! use ironcd_api::EtcdError;
@@ -18,9 +21,12 @@
 //! assert_eq!(status.message(), "etcdserver: key is not provided");
 //! ```
 
+mod concurrency;
 mod context;
+mod election;
 mod error;
 mod lease;
+mod lock;
 mod service;
 pub mod traits;
 pub mod validate;

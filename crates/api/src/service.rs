@@ -8,6 +8,13 @@ use ironcd_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
 use ironcd_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use ironcd_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use ironcd_proto::etcdserverpb::*;
+use ironcd_proto::v3electionpb::election_server::{Election, ElectionServer};
+use ironcd_proto::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderRequest, LeaderResponse, ProclaimRequest,
+    ProclaimResponse, ResignRequest, ResignResponse,
+};
+use ironcd_proto::v3lockpb::lock_server::{Lock, LockServer};
+use ironcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tokio_stream::StreamExt;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
@@ -26,6 +33,16 @@ pub const MAX_SEND_BYTES: usize = i32::MAX as usize;
 /// Turns a server answer into a gRPC one.
 fn reply<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
+}
+
+/// Turns an Election or Lock answer into a gRPC one. etcd serves these
+/// two services through an in-process client, whose errors reach the
+/// wire as plain errors: every failure past admission is `Unknown` with
+/// etcd's message, whatever code the KV or Lease call gave.
+fn reply_in_process<T>(result: ApiResult<T>) -> Result<Response<T>, Status> {
+    result
+        .map(Response::new)
+        .map_err(|e| Status::unknown(Status::from(e).message().to_string()))
 }
 
 /// Adapts a server to etcd's KV, Cluster and Maintenance services.
@@ -57,7 +74,7 @@ impl<S: EtcdApi> Services<S> {
     }
 
     /// The gRPC routes of every service ironcd serves. Services not added
-    /// here (Auth, Election, Lock) answer `Unimplemented`.
+    /// here (Auth) answer `Unimplemented`.
     pub fn routes(&self) -> Routes {
         let recv = (self.limits.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
         Routes::new(
@@ -81,6 +98,16 @@ impl<S: EtcdApi> Services<S> {
                 .max_encoding_message_size(MAX_SEND_BYTES),
         )
         .add_service(self.lease_service())
+        .add_service(
+            ElectionServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
+        .add_service(
+            LockServer::new(self.clone())
+                .max_decoding_message_size(recv)
+                .max_encoding_message_size(MAX_SEND_BYTES),
+        )
     }
 
     /// The Lease service alone: members serve it on the peer port too,
@@ -319,5 +346,61 @@ impl<S: EtcdApi> Lease for Services<S> {
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         let ctx = self.admit(&r).await?;
         reply(self.server.lease_leases(&ctx).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: EtcdApi> Election for Services<S> {
+    async fn campaign(
+        &self,
+        r: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::election::campaign(&self.server, &ctx, r.into_inner()).await)
+    }
+
+    async fn proclaim(
+        &self,
+        r: Request<ProclaimRequest>,
+    ) -> Result<Response<ProclaimResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::election::proclaim(&self.server, &ctx, r.into_inner()).await)
+    }
+
+    async fn leader(&self, r: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::election::leader(&self.server, &ctx, r.into_inner()).await)
+    }
+
+    type ObserveStream = crate::election::ObserveStream;
+
+    async fn observe(
+        &self,
+        r: Request<LeaderRequest>,
+    ) -> Result<Response<Self::ObserveStream>, Status> {
+        let ctx = self.admit(&r).await?;
+        Ok(Response::new(crate::election::observe(
+            self.server.clone(),
+            ctx,
+            r.into_inner(),
+        )))
+    }
+
+    async fn resign(&self, r: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::election::resign(&self.server, &ctx, r.into_inner()).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: EtcdApi> Lock for Services<S> {
+    async fn lock(&self, r: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::lock::lock(&self.server, &ctx, r.into_inner()).await)
+    }
+
+    async fn unlock(&self, r: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        let ctx = self.admit(&r).await?;
+        reply_in_process(crate::lock::unlock(&self.server, &ctx, r.into_inner()).await)
     }
 }
