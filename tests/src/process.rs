@@ -38,10 +38,20 @@ pub fn scrub_env(command: &mut Command) {
 
 /// Sends `signal` (`TERM`, `STOP`, `CONT`, …) to `pid`.
 pub fn signal(pid: u32, signal: &str) -> Result<()> {
-    let pid = pid.to_string();
+    kill(&pid.to_string(), signal)
+}
+
+/// Sends `signal` to every process of the group `pgid`: a child spawned
+/// with `process_group(0)` leads its own group, whose id is its pid, so
+/// this reaches the commands it started too.
+pub fn signal_group(pgid: u32, signal: &str) -> Result<()> {
+    kill(&format!("-{pgid}"), signal)
+}
+
+fn kill(target: &str, signal: &str) -> Result<()> {
     let flag = format!("-{signal}");
     let sent = try_run_bounded(
-        Command::new("kill").args([&flag, &pid]),
+        Command::new("kill").args([&flag, "--", target]),
         None,
         SIGNAL_TIMEOUT,
     )?;
@@ -49,7 +59,7 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Command {
-            command: format!("kill {flag} {pid}"),
+            command: format!("kill {flag} -- {target}"),
             output: format!("{}: {}", sent.status, String::from_utf8_lossy(&sent.stderr)),
         })
     }
