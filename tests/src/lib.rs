@@ -22,6 +22,7 @@
 //!   TLS cluster's `--cacert`, `--cert`, `--key`) when asked.
 //! - [`join`]: a member that joins a running cluster ([`Cluster::join`]).
 //! - [`status`]: `endpoint status` parsed into [`MemberStatus`]; leaders.
+//! - [`prometheus`]: a strict parser of `/metrics`' text format.
 //! - [`linearizability`]: a checker of recorded KV and lease histories.
 //! - [`robustness`]: scenarios of recorded traffic and watches under
 //!   faults (kills, stops, partitions and delays through peer proxies,
@@ -70,6 +71,7 @@ pub mod join;
 pub mod linearizability;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod robustness;
 pub mod status;

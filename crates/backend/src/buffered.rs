@@ -82,7 +82,10 @@ impl<E: Engine> Shared<E> {
             // Readers keep reading buffer-over-engine while this runs: the
             // engine gains exactly the values the buffer already shows.
             fail::fail_point!("beforeCommit");
-            if let Err(e) = self.engine.write(&published) {
+            let started = Instant::now();
+            let written = self.engine.write(&published);
+            crate::metrics::COMMIT_SECONDS.observe_duration(started.elapsed());
+            if let Err(e) = written {
                 *self.failure.lock() = Some(e.to_string());
                 return Err(e);
             }

@@ -39,6 +39,7 @@ mod buffer;
 mod buffered;
 mod error;
 mod mem;
+pub mod metrics;
 mod rocks;
 mod small_key;
 mod snapshot;

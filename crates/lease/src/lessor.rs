@@ -334,6 +334,8 @@ impl Lessor {
             let now = self.clock.now_ns();
             self.refresh(&mut inner, id, now, 0);
         }
+        crate::metrics::GRANTED.inc();
+        crate::metrics::TTL_SECONDS.observe(ttl_s as f64);
         Ok(Granted { id, ttl_s })
     }
 
@@ -357,6 +359,7 @@ impl Lessor {
                 inner.key_lease.remove(&*key);
             }
         }
+        crate::metrics::REVOKED.inc();
         Ok(())
     }
 
@@ -376,6 +379,7 @@ impl Lessor {
         lease.remaining_ttl_s = 0;
         let ttl_s = lease.ttl_s;
         self.refresh(&mut inner, id, now, 0);
+        crate::metrics::RENEWED.inc();
         Ok(Renewed {
             ttl_s,
             clear_checkpoint,

@@ -35,6 +35,7 @@
 mod clock;
 mod error;
 mod lessor;
+pub mod metrics;
 pub mod record;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};

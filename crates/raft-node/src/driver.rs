@@ -103,6 +103,8 @@ pub(crate) struct Driver {
     startup: Option<SnapshotData>,
     /// Whether the applier was last told this member leads.
     leading: bool,
+    /// The leader raft last reported (0: none), to count changes.
+    seen_leader: u64,
 }
 
 impl Driver {
@@ -203,6 +205,7 @@ impl Driver {
             leave_joint_term: 0,
             startup,
             leading: false,
+            seen_leader: 0,
             config,
         })
     }
@@ -474,6 +477,10 @@ impl Driver {
     async fn on_ready(&mut self) -> Result<()> {
         let mut ready = self.raw.ready();
         if let Some(ss) = ready.ss() {
+            if ss.leader_id != 0 && ss.leader_id != self.seen_leader {
+                crate::metrics::LEADER_CHANGES.inc();
+            }
+            self.seen_leader = ss.leader_id;
             let leading = ss.raft_state == StateRole::Leader;
             if leading != self.leading {
                 self.leading = leading;

@@ -145,6 +145,11 @@ const SNAPSHOT_QUEUE_CAPACITY: usize = 1;
 /// to `max_batch_bytes`: with the queue, what a peer that stops reading
 /// can make this member hold).
 const STREAM_BUFFER_BATCHES: usize = 4;
+/// How often each peer's round trip is probed (etcd: every 4 s).
+const PROBE_INTERVAL: Duration = Duration::from_secs(4);
+/// A probe not answered within this is not counted, and the connection is
+/// dialed again.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The gRPC peer transport of one member.
 #[derive(Clone)]
@@ -176,7 +181,7 @@ struct PeerQueues {
     /// [`queued_bytes`] of what `messages` holds.
     messages_bytes: Arc<AtomicU64>,
     snapshots: mpsc::Sender<Message>,
-    tasks: [tokio::task::AbortHandle; 2],
+    tasks: [tokio::task::AbortHandle; 3],
 }
 
 impl Drop for PeerQueues {
@@ -265,7 +270,15 @@ impl GrpcTransport {
             url.clone(),
             snapshot_rx,
         ));
-        let tasks = [writer.abort_handle(), snapper.abort_handle()];
+        let prober = self
+            .shared
+            .runtime
+            .spawn(probe_loop(self.shared.clone(), peer, url.clone()));
+        let tasks = [
+            writer.abort_handle(),
+            snapper.abort_handle(),
+            prober.abort_handle(),
+        ];
         peers.insert(
             peer,
             PeerQueues {
@@ -451,6 +464,32 @@ impl Shared {
             .backoff_min_ms
             .saturating_mul(1 << attempt.min(16));
         Duration::from_millis(ms.min(self.config.backoff_max_ms))
+    }
+}
+
+/// Times a `Probe` to `peer` every [`PROBE_INTERVAL`] into its
+/// round-trip histogram, on a connection of its own so that a queue of
+/// raft messages does not count as network time.
+async fn probe_loop(shared: Arc<Shared>, peer: u64, url: String) {
+    let Some(rtt) = crate::metrics::peer_rtt(peer) else {
+        return;
+    };
+    let mut client = None;
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if client.is_none() {
+            client = shared.connect(&url).await.ok();
+        }
+        let Some(c) = client.as_mut() else {
+            continue;
+        };
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(PROBE_TIMEOUT, c.probe(Ack {})).await {
+            Ok(Ok(_)) => rtt.observe_duration(started.elapsed()),
+            _ => client = None,
+        }
     }
 }
 
@@ -767,6 +806,10 @@ type PeerResult<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    async fn probe(&self, _request: Request<Ack>) -> PeerResult<Ack> {
+        Ok(Response::new(Ack {}))
+    }
+
     async fn messages(&self, request: Request<Streaming<MessageBatch>>) -> PeerResult<Ack> {
         let inbox = self.inbox()?.clone();
         let mut stream = request.into_inner();

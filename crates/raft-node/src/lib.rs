@@ -50,6 +50,7 @@ mod driver;
 mod error;
 mod grpc;
 mod logger;
+pub mod metrics;
 mod node;
 mod storage;
 mod transport;

@@ -83,6 +83,16 @@ pub enum LogLevel {
     Error,
 }
 
+/// `--logger`: how log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logger {
+    /// One JSON object a line, as etcd's zap logger writes them (`level`,
+    /// `ts`, `caller`, `msg`, then the fields); etcd's default.
+    Zap,
+    /// etcd 3.4's older logger: human-readable text lines.
+    Capnslog,
+}
+
 /// One `name=peer-url` pair of `--initial-cluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitialMember {
@@ -175,6 +185,11 @@ pub struct ServerConfig {
     pub force_new_cluster: bool,
     /// `--log-level`.
     pub log_level: LogLevel,
+    /// `--logger`.
+    pub logger: Logger,
+    /// `--log-outputs`: `default` or `stderr`, `stdout`, file paths
+    /// (appended to); `/dev/null` discards everything.
+    pub log_outputs: Vec<String>,
     /// Client TLS flags.
     pub client_tls: TlsFlags,
     /// Peer TLS flags.
@@ -223,6 +238,8 @@ impl Default for ServerConfig {
             auto_compaction: AutoCompaction::Off,
             force_new_cluster: false,
             log_level: LogLevel::Info,
+            logger: Logger::Zap,
+            log_outputs: vec!["default".into()],
             client_tls: TlsFlags::default(),
             peer_tls: TlsFlags::default(),
             self_signed_cert_validity: 1,

@@ -6,6 +6,7 @@
 //! second, and due checkpoints, which are proposed at once.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,11 @@ async fn revoke_expired(server: EtcdServer, mut expired: mpsc::Receiver<Vec<Leas
                 };
                 match server.propose(req).await {
                     Ok(_) => {
+                        server
+                            .inner
+                            .metrics
+                            .leases_expired
+                            .fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(lease = %format!("{id:x}"), "revoked an expired lease")
                     }
                     Err(e) => {

@@ -20,7 +20,10 @@ fn restore(mut args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    ironcd_server::run::init_logging(cfg.log_level);
+    if let Err(e) = ironcd_server::run::init_logging(&cfg) {
+        eprintln!("ironcd: {e}");
+        return ExitCode::FAILURE;
+    }
     match ironcd_server::restore::restore(&cfg, &file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -71,7 +74,10 @@ fn main() -> ExitCode {
         }
         Action::Serve(cfg) => *cfg,
     };
-    ironcd_server::run::init_logging(cfg.log_level);
+    if let Err(e) = ironcd_server::run::init_logging(&cfg) {
+        eprintln!("ironcd: {e}");
+        return ExitCode::FAILURE;
+    }
     for message in &notes {
         tracing::warn!("{message}");
     }

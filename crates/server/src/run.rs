@@ -1,24 +1,13 @@
 //! Running as a process: logging, the runtime, signals.
 
-use crate::config::{LogLevel, ServerConfig};
+use crate::config::ServerConfig;
 use crate::error::Result;
 
-/// Sends `tracing` output to stderr at `level` (`RUST_LOG` overrides),
-/// where tools that start etcd look for its startup lines.
-pub fn init_logging(level: LogLevel) {
-    let default = match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},raft=warn")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+/// Sets up logging as `cfg`'s `--logger`, `--log-outputs` and
+/// `--log-level` ask (see [`crate::logging`]).
+pub fn init_logging(cfg: &ServerConfig) -> Result<()> {
+    crate::logging::init(cfg)
+        .map_err(|e| crate::error::Error::Config(format!("--log-outputs: {e}")))
 }
 
 /// Starts the member and serves until SIGTERM or SIGINT, then shuts down

@@ -395,7 +395,11 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
             let listener = ServeListener::bind(label, &addr, mode, side).await?;
             let routes = match label {
                 "peer" => peer_routes(),
-                "client" => client_routes(),
+                // Counted as etcd counts its gRPC calls (the middleware
+                // passes anything that is not one of etcd's methods).
+                "client" => {
+                    client_routes().layer(axum::middleware::from_fn(crate::grpc_metrics::track))
+                }
                 _ => crate::http::routes(server.clone()),
             };
             running.tasks.push(serve(

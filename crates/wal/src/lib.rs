@@ -145,6 +145,7 @@ mod error;
 pub mod fault;
 mod io;
 mod mem_io;
+pub mod metrics;
 mod read;
 mod reader;
 mod record;

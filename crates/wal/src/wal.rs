@@ -177,10 +177,12 @@ impl Wal {
     /// fdatasyncs the current segment.
     pub fn sync(&mut self) -> Result<()> {
         self.check_poisoned()?;
+        let started = std::time::Instant::now();
         let result = self
             .tail
             .sync_data()
             .map_err(|e| Error::io("fdatasync", self.tail_path(), e));
+        crate::metrics::FSYNC_SECONDS.observe_duration(started.elapsed());
         self.poison_on_error(result)
     }
 
@@ -292,12 +294,17 @@ impl Wal {
         let result = write_all_at(self.tail.as_mut(), &self.buf, self.offset)
             .map_err(|e| Error::io("write", &path, e))
             .and_then(|()| {
+                crate::metrics::WRITE_BYTES.add(self.buf.len() as u64);
                 if !sync {
                     return Ok(());
                 }
-                self.tail
+                let started = std::time::Instant::now();
+                let synced = self
+                    .tail
                     .sync_data()
-                    .map_err(|e| Error::io("fdatasync", &path, e))
+                    .map_err(|e| Error::io("fdatasync", &path, e));
+                crate::metrics::FSYNC_SECONDS.observe_duration(started.elapsed());
+                synced
             });
         self.poison_on_error(result)?;
         self.offset += self.buf.len() as u64;

@@ -165,6 +165,8 @@ struct Inner {
     woken: Mutex<bool>,
     stopping: AtomicBool,
     next_stream: AtomicU64,
+    /// Streams open now (for `etcd_debugging_mvcc_watch_stream_total`).
+    open_streams: AtomicU64,
 }
 
 /// etcd's watchable store; see the crate docs. Register it as the mvcc
@@ -190,6 +192,7 @@ impl WatchableStore {
             woken: Mutex::new(false),
             stopping: AtomicBool::new(false),
             next_stream: AtomicU64::new(1),
+            open_streams: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&inner);
         let syncer = std::thread::Builder::new()
@@ -228,8 +231,20 @@ impl WatchableStore {
         (g.synced.len(), g.unsynced.len(), g.victims.len())
     }
 
+    /// An id for a stream being opened; [`Self::stream_closed`] when it
+    /// goes.
     pub(crate) fn new_stream_id(&self) -> u64 {
+        self.inner.open_streams.fetch_add(1, Ordering::Relaxed);
         self.inner.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn stream_closed(&self) {
+        self.inner.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Streams open now.
+    pub fn stream_count(&self) -> u64 {
+        self.inner.open_streams.load(Ordering::Relaxed)
     }
 
     /// Matches the events of the txn committed at `rev` against the

@@ -207,5 +207,6 @@ impl Drop for WatchStream {
         for id in std::mem::take(&mut self.ids.lock().live) {
             self.store.cancel(self.key(id));
         }
+        self.store.stream_closed();
     }
 }

@@ -4,7 +4,7 @@
 //! over `--log-level`).
 
 use crate::config::{
-    AutoCompaction, ClusterState, InitialMember, LogLevel, ServerConfig, TlsFlags,
+    AutoCompaction, ClusterState, InitialMember, LogLevel, Logger, ServerConfig, TlsFlags,
     DEFAULT_QUOTA_BACKEND_BYTES, MAX_QUOTA_BACKEND_BYTES,
 };
 
@@ -51,6 +51,11 @@ pub(super) fn build_config(
         auto_compaction: auto_compaction(settings)?,
         force_new_cluster: settings.bool("force-new-cluster"),
         log_level: log_level(settings),
+        logger: match settings.string("logger").as_str() {
+            "capnslog" => Logger::Capnslog,
+            _ => Logger::Zap,
+        },
+        log_outputs: log_outputs(settings)?,
         client_tls: TlsFlags {
             cert_file: settings.string("cert-file"),
             key_file: settings.string("key-file"),
@@ -174,6 +179,34 @@ pub(super) fn auto_compaction(settings: &Settings) -> Result<AutoCompaction, Fla
             }
         }
     }
+}
+
+/// `--log-outputs` (or its old spelling `--log-output` when only that is
+/// given), comma-separated. As in etcd, `default` cannot be one of many.
+pub(super) fn log_outputs(settings: &Settings) -> Result<Vec<String>, FlagError> {
+    let flag = if !settings.is_set("log-outputs") && settings.is_set("log-output") {
+        "log-output"
+    } else {
+        "log-outputs"
+    };
+    let text = settings.string(flag);
+    let mut outputs: Vec<String> = text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if outputs.is_empty() {
+        outputs.push("default".into());
+    }
+    if outputs.len() > 1 && outputs.iter().any(|o| o == "default") {
+        return Err(FlagError::InvalidValue {
+            flag: flag.to_string(),
+            env: None,
+            value: text,
+            reason: "multi logoutput for \"default\" is not supported yet".to_string(),
+        });
+    }
+    Ok(outputs)
 }
 
 /// `--log-level`, overridden by the older `--debug` as in etcd.
@@ -354,6 +387,28 @@ mod tests {
         assert_eq!(
             serve(&["--debug", "--log-level=warn"]).log_level,
             LogLevel::Debug
+        );
+    }
+
+    #[test]
+    fn logger_and_log_outputs() {
+        let config = serve(&[]);
+        assert_eq!(
+            (config.logger, config.log_outputs),
+            (Logger::Zap, vec!["default".to_string()])
+        );
+        let config = serve(&["--logger=capnslog", "--log-outputs=stdout,/tmp/a.log"]);
+        assert_eq!(config.logger, Logger::Capnslog);
+        assert_eq!(config.log_outputs, ["stdout", "/tmp/a.log"]);
+        assert_eq!(serve(&["--log-output=stderr"]).log_outputs, ["stderr"]);
+        assert_eq!(
+            serve(&["--log-output=stderr", "--log-outputs=stdout"]).log_outputs,
+            ["stdout"]
+        );
+        let e = error(&["--log-outputs=default,stderr"]);
+        assert!(
+            e.contains("multi logoutput for \"default\" is not supported yet"),
+            "{e}"
         );
     }
 

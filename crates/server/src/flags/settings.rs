@@ -233,8 +233,8 @@ mod tests {
             "--pre-vote",                       // … so true is fine, but false came first
             "--enable-v2=false",                // fine
             "--strict-reconfig-check",          // fine
-            "--logger=capnslog",                // fine
-            "--log-outputs=stderr",             // fine
+            "--logger=capnslog",                // honoured
+            "--log-outputs=stderr",             // honoured
             "--enable-grpc-gateway",            // fine
             "--grpc-keepalive-interval=2h0m0s", // the default, spelled differently
             "--cert-file=/etc/ssl/server.pem",  // honoured (TLS)

@@ -169,9 +169,9 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     flag("metrics", K::Choice(&["basic", "extensive"]), "basic", S::AtDefault, "Metrics detail: 'basic' or 'extensive'."),
     flag("listen-metrics-urls", K::Urls, "", S::Honoured, "Extra URLs serving /metrics and /health."),
     // Logging.
-    flag("logger", K::Choice(&["zap", "capnslog"]), "zap", S::Matches(&["zap", "capnslog"]), "Logger implementation."),
-    flag("log-outputs", K::Str, "default", S::Matches(&["default", "stderr"]), "Where logs go."),
-    flag("log-output", K::Str, "default", S::Matches(&["default", "stderr"]), "Old spelling of --log-outputs."),
+    flag("logger", K::Choice(&["zap", "capnslog"]), "zap", S::Honoured, "Logger implementation: zap (JSON lines) or capnslog (text lines)."),
+    flag("log-outputs", K::Str, "default", S::Honoured, "Where logs go: default, stderr, stdout or file paths, comma-separated."),
+    flag("log-output", K::Str, "default", S::Honoured, "Old spelling of --log-outputs."),
     flag("log-level", K::Choice(LOG_LEVELS), "info", S::Honoured, "debug, info, warn, error, panic or fatal."),
     flag("debug", K::Bool, "false", S::Honoured, "Old spelling of --log-level=debug."),
     flag("log-package-levels", K::Str, "", S::AtDefault, "Per-package log levels."),
