@@ -79,7 +79,8 @@ pub mod status;
 pub use certs::{CertFiles, CertSpec, Pki};
 pub use cluster::{Cluster, Impl, Opts, Scheme, Server, EXIT_TIMEOUT, READY_LINE, READY_TIMEOUT};
 pub use etcdctl::{
-    etcdctl, etcdctl_tls_args, etcdctl_with_flags, etcdctl_with_stdin, ETCDCTL_BIN, ETCDCTL_TIMEOUT,
+    etcdctl, etcdctl_tls_args, etcdctl_with_flags, etcdctl_with_stdin, RunningEtcdctl, ETCDCTL_BIN,
+    ETCDCTL_TIMEOUT,
 };
 pub use join::Joiner;
 pub use ports::{free_ports, unique_token};

@@ -12,6 +12,8 @@
 //! expired" error (etcd 3.4 waits on, and answers a lock the lease no
 //! longer holds once the holder goes: etcd #11456).
 
+#[macro_use]
+mod areas;
 mod client;
 
 use std::future::Future;
@@ -47,38 +49,17 @@ const SESSION_TTL_S: i64 = 60;
 /// An id no test grants.
 const UNKNOWN_LEASE: i64 = 0x7777;
 
-/// One `#[test]` per area and implementation (`etcd::…`, `ironcd::…`),
-/// each on a fresh one-member cluster.
-macro_rules! on_both_implementations {
-    ($($area:ident),* $(,)?) => {
-        mod etcd {
-            $(
-                #[test]
-                fn $area() {
-                    super::run(super::Server::etcd(), stringify!($area), super::$area);
-                }
-            )*
-        }
-        mod ironcd {
-            $(
-                #[test]
-                fn $area() {
-                    super::run(ironcd_tests::ironcd!(), stringify!($area), super::$area);
-                }
-            )*
-        }
-    };
-}
-
 on_both_implementations!(
-    campaign_leads_proclaims_and_resigns,
-    a_second_candidate_waits_for_the_leader,
-    observe_follows_each_leader,
-    lock_answers_a_fencing_token_and_unlock_frees_it,
-    a_waiting_lock_passes_on_when_the_holder_goes,
-    a_call_without_a_lease_gets_a_session_lease,
-    a_cancelled_wait_leaves_no_key,
-    errors_are_etcds,
+    run: [
+        campaign_leads_proclaims_and_resigns,
+        a_second_candidate_waits_for_the_leader,
+        observe_follows_each_leader,
+        lock_answers_a_fencing_token_and_unlock_frees_it,
+        a_waiting_lock_passes_on_when_the_holder_goes,
+        a_call_without_a_lease_gets_a_session_lease,
+        a_cancelled_wait_leaves_no_key,
+        errors_are_etcds,
+    ],
 );
 
 /// Behaviour etcd 3.4 does not have (see the module comment).
@@ -104,16 +85,8 @@ where
         ..Opts::default()
     };
     let cluster = Cluster::start(server, 1, opts);
-    let rt = client::runtime();
-    rt.block_on(async {
-        let client = client::connect(&[cluster.endpoint(0)], REQUEST_TIMEOUT).await;
-        if let Err(e) = tokio::spawn(area(client)).await {
-            panic!(
-                "{area_name} on {} failed: {e}\n{}",
-                cluster.implementation().name(),
-                cluster.log_tail(0, 30)
-            );
-        }
+    areas::drive(&cluster, area_name, REQUEST_TIMEOUT, move |client, _| {
+        area(client)
     });
 }
 

@@ -10,6 +10,8 @@
 //! fear with one member), which makes etcd's minimum TTL 2 s: one and a
 //! half election timeouts, rounded up to whole seconds.
 
+#[macro_use]
+mod areas;
 mod client;
 
 use std::collections::BTreeSet;
@@ -50,29 +52,6 @@ const UNKNOWN_ID: i64 = 0x7777;
 /// looks for expired leases every 500 ms, then proposes the revoke).
 const EXPIRY_GRACE: Duration = Duration::from_secs(2);
 
-/// One `#[test]` per area and implementation (`etcd::grant_…` and
-/// `ironcd::grant_…`), each on a fresh cluster its runner starts.
-macro_rules! on_both_implementations {
-    ($($runner:ident: [$($area:ident),* $(,)?]),* $(,)?) => {
-        mod etcd {
-            $($(
-                #[test]
-                fn $area() {
-                    super::$runner(super::Server::etcd(), stringify!($area), super::$area);
-                }
-            )*)*
-        }
-        mod ironcd {
-            $($(
-                #[test]
-                fn $area() {
-                    super::$runner(ironcd_tests::ironcd!(), stringify!($area), super::$area);
-                }
-            )*)*
-        }
-    };
-}
-
 on_both_implementations!(
     run: [
         grant_ids_and_ttls,
@@ -98,16 +77,8 @@ where
         ..Opts::default()
     };
     let cluster = Cluster::start(server, 1, opts);
-    let rt = client::runtime();
-    rt.block_on(async {
-        let client = client::connect(&[cluster.endpoint(0)], REQUEST_TIMEOUT).await;
-        if let Err(e) = tokio::spawn(area(client)).await {
-            panic!(
-                "{area_name} on {} failed: {e}\n{}",
-                cluster.implementation().name(),
-                cluster.log_tail(0, 30)
-            );
-        }
+    areas::drive(&cluster, area_name, REQUEST_TIMEOUT, move |client, _| {
+        area(client)
     });
 }
 

@@ -8,6 +8,8 @@
 //! `--experimental-watch-progress-notify-interval` ticker, a slow consumer
 //! of 100 000 events, and 10 000 watchers on one stream and on 100.
 
+#[macro_use]
+mod areas;
 mod client;
 
 use std::collections::BTreeMap;
@@ -51,48 +53,26 @@ const STREAMS_ON_ONE_CONNECTION: usize = 300;
 /// `--max-concurrent-streams` for the area that checks the limit holds.
 const STREAM_LIMIT: usize = 2;
 
-/// Each area runs with [`run`] unless it names its runner after `=>`.
-macro_rules! on_both_implementations {
-    ($($area:ident $(=> $runner:ident)?),* $(,)?) => {
-        macro_rules! runner {
-            () => { super::run };
-            ($r:ident) => { super::$r };
-        }
-        mod etcd {
-            $(
-                #[test]
-                fn $area() {
-                    runner!($($runner)?)(super::Server::etcd(), stringify!($area), super::$area);
-                }
-            )*
-        }
-        mod ironcd {
-            $(
-                #[test]
-                fn $area() {
-                    runner!($($runner)?)(ironcd_tests::ironcd!(), stringify!($area), super::$area);
-                }
-            )*
-        }
-    };
-}
-
 on_both_implementations!(
-    created_then_events_of_every_write,
-    a_txn_is_one_response_in_txn_order,
-    prefixes_ranges_and_from_key,
-    historical_start_with_prev_kv,
-    filters_leave_out_puts_or_deletes,
-    cancel_and_duplicate_ids,
-    compacted_start_revision,
-    progress_requests,
-    fragments_split_a_large_revision,
-    many_watchers_on_one_stream,
-    progress_notify_on_the_interval => run_with_progress_ticks,
-    slow_consumer_gets_every_event => run_with_endpoint,
-    ten_thousand_watchers_one_stream_and_across_100_streams => run_with_endpoint,
-    three_hundred_streams_on_one_connection => run_with_endpoint,
-    max_concurrent_streams_is_honoured => run_with_stream_limit,
+    run: [
+        created_then_events_of_every_write,
+        a_txn_is_one_response_in_txn_order,
+        prefixes_ranges_and_from_key,
+        historical_start_with_prev_kv,
+        filters_leave_out_puts_or_deletes,
+        cancel_and_duplicate_ids,
+        compacted_start_revision,
+        progress_requests,
+        fragments_split_a_large_revision,
+        many_watchers_on_one_stream,
+    ],
+    run_with_progress_ticks: [progress_notify_on_the_interval],
+    run_with_endpoint: [
+        slow_consumer_gets_every_event,
+        ten_thousand_watchers_one_stream_and_across_100_streams,
+        three_hundred_streams_on_one_connection,
+    ],
+    run_with_stream_limit: [max_concurrent_streams_is_honoured],
 );
 
 fn run<F, Fut>(server: Server, area_name: &str, area: F)
@@ -148,18 +128,7 @@ where
     let mut args = vec![max_request_bytes.as_str()];
     args.extend_from_slice(extra_args);
     let cluster = Cluster::start(server, 1, Opts::with_args(&args));
-    let rt = client::runtime();
-    rt.block_on(async {
-        let endpoint = cluster.endpoint(0);
-        let client = client::connect(std::slice::from_ref(&endpoint), REQUEST_TIMEOUT).await;
-        if let Err(e) = tokio::spawn(area(client, endpoint)).await {
-            panic!(
-                "{area_name} on {} failed: {e}\n{}",
-                cluster.implementation().name(),
-                cluster.log_tail(0, 30)
-            );
-        }
-    });
+    areas::drive(&cluster, area_name, REQUEST_TIMEOUT, area);
 }
 
 async fn next(stream: &mut WatchStream) -> WatchResponse {

@@ -12,15 +12,10 @@
 //! the dead holder's lease expires.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ironcd_tests::process::{scrub_env, signal, signal_group, wait_bounded};
-use ironcd_tests::{etcdctl, ironcd, Cluster, Opts, Server, ETCDCTL_BIN};
+use ironcd_tests::{etcdctl, ironcd, Cluster, Opts, RunningEtcdctl, Server};
 
 /// How long a command may take to print what it should.
 const PRINTED: Duration = Duration::from_secs(20);
@@ -33,77 +28,6 @@ const EXITS: Duration = Duration::from_secs(20);
 const COMPETITOR_TTL_S: u64 = 2;
 /// How many processes compete for the lock.
 const COMPETITORS: usize = 3;
-
-/// A long-running etcdctl whose standard output is collected as it comes.
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    /// Starts `etcdctl <args>` in its own process group against `endpoint`.
-    fn spawn(endpoint: &str, args: &[&str]) -> Self {
-        let mut command = Command::new(ETCDCTL_BIN);
-        scrub_env(&mut command);
-        command
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .args(args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = command.spawn().expect("spawn etcdctl");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` lines were printed; fails the test after [`PRINTED`].
-    fn await_lines(&self, n: usize, what: &str) {
-        let deadline = Instant::now() + PRINTED;
-        while self.lines.lock().unwrap().len() < n {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: printed only {:?}",
-                self.lines()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Interrupts etcdctl as Ctrl-C would and waits for it to exit.
-    fn interrupt(mut self) -> (ExitStatus, Vec<String>) {
-        signal(self.child.id(), "INT").expect("SIGINT");
-        let status = wait_bounded(&mut self.child, EXITS).expect("etcdctl exits on SIGINT");
-        // Its output ends with it.
-        thread::sleep(Duration::from_millis(100));
-        (status, self.lines())
-    }
-
-    /// SIGKILLs etcdctl and the command it runs.
-    fn kill(mut self) {
-        signal_group(self.child.id(), "KILL").expect("SIGKILL");
-        let _ = wait_bounded(&mut self.child, EXITS);
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = signal_group(self.child.id(), "KILL");
-        let _ = self.child.wait();
-    }
-}
 
 /// Numbers the lease ids in `<name>/<lease hex>` keys in order of first
 /// appearance, so that two servers' transcripts compare.
@@ -131,21 +55,21 @@ impl Leases {
 fn election_transcript(server: Server) -> Vec<String> {
     let cluster = Cluster::start(server, 1, Opts::default());
     let ep = cluster.host_port(0);
-    let listener = Running::spawn(&ep, &["elect", "--listen", "e"]);
+    let listener = RunningEtcdctl::spawn(&ep, &["elect", "--listen", "e"], None);
     // etcdctl prints nothing until there is a leader; give it a moment
     // to be watching.
     thread::sleep(Duration::from_millis(500));
-    let first = Running::spawn(&ep, &["elect", "e", "v1"]);
-    first.await_lines(2, "the first candidate");
-    listener.await_lines(2, "the listener, first leader");
-    let second = Running::spawn(&ep, &["elect", "e", "v2"]);
+    let first = RunningEtcdctl::spawn(&ep, &["elect", "e", "v1"], None);
+    first.await_lines(2, PRINTED, "the first candidate");
+    listener.await_lines(2, PRINTED, "the listener, first leader");
+    let second = RunningEtcdctl::spawn(&ep, &["elect", "e", "v2"], None);
     thread::sleep(STAYS_WAITING);
     assert!(second.lines().is_empty(), "{:?}", second.lines());
-    let (first_status, first_lines) = first.interrupt();
-    second.await_lines(2, "the second candidate");
-    listener.await_lines(4, "the listener, second leader");
-    let (second_status, second_lines) = second.interrupt();
-    let (listener_status, listener_lines) = listener.interrupt();
+    let (first_status, first_lines) = first.interrupt(EXITS);
+    second.await_lines(2, PRINTED, "the second candidate");
+    listener.await_lines(4, PRINTED, "the listener, second leader");
+    let (second_status, second_lines) = second.interrupt(EXITS);
+    let (listener_status, listener_lines) = listener.interrupt(EXITS);
     let mut leases = Leases::default();
     let mut out = vec!["listener:".to_string()];
     out.extend(leases.all("e/", &listener_lines));
@@ -181,17 +105,17 @@ fn lock_transcript(server: Server) -> Vec<String> {
         out.push(format!("exit {:?}", run.status.code()));
     }
     // Without a command: prints the key, holds the lock until interrupted.
-    let holder = Running::spawn(&ep[0], &["lock", "l"]);
-    holder.await_lines(1, "the holder");
-    let waiter = Running::spawn(&ep[0], &["lock", "l"]);
+    let holder = RunningEtcdctl::spawn(&ep[0], &["lock", "l"], None);
+    holder.await_lines(1, PRINTED, "the holder");
+    let waiter = RunningEtcdctl::spawn(&ep[0], &["lock", "l"], None);
     thread::sleep(STAYS_WAITING);
     assert!(waiter.lines().is_empty(), "{:?}", waiter.lines());
-    let (status, lines) = holder.interrupt();
+    let (status, lines) = holder.interrupt(EXITS);
     out.push("holder:".to_string());
     out.extend(leases.all("l/", &lines));
     out.push(format!("exit {:?}", status.code()));
-    waiter.await_lines(1, "the waiter");
-    let (status, lines) = waiter.interrupt();
+    waiter.await_lines(1, PRINTED, "the waiter");
+    let (status, lines) = waiter.interrupt(EXITS);
     out.push("waiter:".to_string());
     out.extend(leases.all("l/", &lines));
     out.push(format!("exit {:?}", status.code()));
@@ -224,7 +148,7 @@ fn etcdctl_lock_prints_what_etcd_prints() {
 }
 
 /// The fencing token a competitor printed once it held the lock.
-fn token(competitor: &Running) -> Option<i64> {
+fn token(competitor: &RunningEtcdctl) -> Option<i64> {
     competitor
         .lines()
         .iter()
@@ -238,8 +162,14 @@ fn competing_holders(server: Server) -> Vec<i64> {
     let ep = cluster.host_port(0);
     let ttl = format!("--ttl={COMPETITOR_TTL_S}");
     let script = "echo acquired $ETCD_LOCK_REV; exec sleep 600";
-    let mut waiting: Vec<Running> = (0..COMPETITORS)
-        .map(|_| Running::spawn(&ep, &["lock", &ttl, "fence", "--", "sh", "-c", script]))
+    let mut waiting: Vec<RunningEtcdctl> = (0..COMPETITORS)
+        .map(|_| {
+            RunningEtcdctl::spawn(
+                &ep,
+                &["lock", &ttl, "fence", "--", "sh", "-c", script],
+                None,
+            )
+        })
         .collect();
     let mut tokens = Vec::new();
     while !waiting.is_empty() {

@@ -4,14 +4,10 @@
 //! differ by design, are normalised). Covers a key, a prefix with
 //! `--prev-kv`, a historical `--rev` in JSON, and interactive mode.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ironcd_tests::process::scrub_env;
-use ironcd_tests::{etcdctl, ironcd, Cluster, Opts, Server, ETCDCTL_BIN};
+use ironcd_tests::{etcdctl, ironcd, Cluster, Opts, RunningEtcdctl, Server};
 
 /// How long the watch may take to print what the writes caused.
 const PRINTED: Duration = Duration::from_secs(20);
@@ -96,39 +92,6 @@ fn normalise(line: &str) -> String {
     out
 }
 
-fn spawn_watch(endpoint: &str, case: &Case) -> (Child, Arc<Mutex<Vec<String>>>) {
-    let mut command = Command::new(ETCDCTL_BIN);
-    scrub_env(&mut command);
-    command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("watch")
-        .args(case.watch)
-        .stdin(if case.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = command.spawn().expect("spawn etcdctl watch");
-    if let Some(text) = case.stdin {
-        // Kept open: interactive mode exits when its input ends.
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        std::mem::forget(stdin);
-    }
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let stdout = child.stdout.take().unwrap();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    (child, lines)
-}
-
 /// What the watch printed against `server`.
 fn transcript(server: Server, case: &Case) -> Vec<String> {
     let cluster = Cluster::start(server, 1, Opts::default());
@@ -136,23 +99,20 @@ fn transcript(server: Server, case: &Case) -> Vec<String> {
     for write in case.before {
         assert!(etcdctl(&ep, write).status.success(), "{write:?}");
     }
-    let (mut child, lines) = spawn_watch(&ep[0], case);
+    let mut args = vec!["watch"];
+    args.extend_from_slice(case.watch);
+    let watch = RunningEtcdctl::spawn(&ep[0], &args, case.stdin);
     // The watch is in place once a write to a key nobody watches is done
     // and a moment passed; etcdctl prints nothing on creation.
     thread::sleep(Duration::from_millis(500));
     for write in case.after {
         assert!(etcdctl(&ep, write).status.success(), "{write:?}");
     }
-    let deadline = Instant::now() + PRINTED;
-    while lines.lock().unwrap().len() < case.lines && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    // Fewer lines fail the comparison below, which shows them.
+    watch.wait_for_lines(case.lines, PRINTED);
     // Anything extra would show up now.
     thread::sleep(Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
-    let got = lines.lock().unwrap().clone();
-    got.iter().map(|l| normalise(l)).collect()
+    watch.kill().iter().map(|l| normalise(l)).collect()
 }
 
 #[test]
