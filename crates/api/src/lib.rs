@@ -13,6 +13,8 @@
 //! concurrency package builds them over a client (`concurrency.rs`).
 //! Auth is not built yet and simply not routed, so tonic answers it
 //! `Unimplemented` at once.
+//! [`gateway`] is etcd's HTTP+JSON gateway (grpc-gateway v1's paths and
+//! JSON) over the same services.
 //!
 //! ```
 //! use ironcd_api::EtcdError;
@@ -25,6 +27,7 @@ mod concurrency;
 mod context;
 mod election;
 mod error;
+pub mod gateway;
 mod lease;
 mod lock;
 mod service;

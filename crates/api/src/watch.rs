@@ -67,6 +67,9 @@ struct ServerStream<S: WatchApi> {
     /// A progress request that found watchers behind, to retry.
     progress_due: bool,
     max_request_bytes: usize,
+    /// False once the client closed its side: no more requests come, but
+    /// the watchers go on until the client goes away, as in etcd.
+    reading: bool,
 }
 
 /// Starts serving one Watch stream; returns what tonic sends the client.
@@ -93,6 +96,7 @@ pub(crate) fn serve<S: WatchApi>(
         watchers: HashMap::new(),
         progress_due: false,
         max_request_bytes,
+        reading: true,
     };
     let responses = futures_util::stream::unfold((task, true), |(mut task, mut open)| async move {
         loop {
@@ -114,11 +118,17 @@ impl<S: WatchApi> ServerStream<S> {
     /// (after what is queued has been sent).
     async fn step(&mut self) -> bool {
         tokio::select! {
-            request = self.requests.message() => match request {
+            request = self.requests.message(), if self.reading => match request {
                 Ok(Some(request)) => self.request(request).await,
-                // The client closed its side, or the stream broke:
-                // etcd ends the whole stream then.
-                Ok(None) | Err(_) => false,
+                // The client closed its side: etcd's receive loop ends
+                // without an error and its watchers keep sending until
+                // the client cancels the call.
+                Ok(None) => {
+                    self.reading = false;
+                    true
+                }
+                // The stream broke: etcd ends the whole stream then.
+                Err(_) => false,
             },
             Some(batch) = self.events.next() => self.events(batch).await,
             _ = self.progress.tick() => self.progress_tick().await,

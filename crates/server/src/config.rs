@@ -187,6 +187,9 @@ pub struct ServerConfig {
     pub log_level: LogLevel,
     /// `--logger`.
     pub logger: Logger,
+    /// `--enable-grpc-gateway`: serve the HTTP+JSON gateway on the client
+    /// URLs.
+    pub enable_grpc_gateway: bool,
     /// `--log-outputs`: `default` or `stderr`, `stdout`, file paths
     /// (appended to); `/dev/null` discards everything.
     pub log_outputs: Vec<String>,
@@ -239,6 +242,7 @@ impl Default for ServerConfig {
             force_new_cluster: false,
             log_level: LogLevel::Info,
             logger: Logger::Zap,
+            enable_grpc_gateway: true,
             log_outputs: vec!["default".into()],
             client_tls: TlsFlags::default(),
             peer_tls: TlsFlags::default(),

@@ -56,6 +56,22 @@ fn plain_error(code: StatusCode, body: &str) -> Response {
         .into_response()
 }
 
+/// What a path nothing serves gets: gRPC's `Unimplemented` for a gRPC call
+/// (as tonic answers an unknown method), Go's plain 404 for anything else
+/// (as etcd's HTTP mux does, e.g. for `/v3/…` with the gateway off).
+pub async fn fallback(request: axum::extract::Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc {
+        tonic::Status::unimplemented("").into_http::<axum::body::Body>()
+    } else {
+        plain_error(StatusCode::NOT_FOUND, "404 page not found")
+    }
+}
+
 /// What etcd's health handlers answer any method but GET.
 async fn method_not_allowed() -> Response {
     let mut response = plain_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");

@@ -107,9 +107,8 @@ impl MaintenanceApi for EtcdServer {
             .await
             .map_err(internal)?
             .map_err(internal)?;
-        Ok(DefragmentResponse {
-            header: self.current_header(),
-        })
+        // etcd answers this one without a header.
+        Ok(DefragmentResponse { header: None })
     }
 
     async fn hash(&self, _ctx: &RequestContext, _r: HashRequest) -> ApiResult<HashResponse> {
@@ -196,8 +195,7 @@ impl MaintenanceApi for EtcdServer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        Ok(MoveLeaderResponse {
-            header: self.current_header(),
-        })
+        // etcd answers this one without a header.
+        Ok(MoveLeaderResponse { header: None })
     }
 }

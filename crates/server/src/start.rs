@@ -380,10 +380,16 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
             .into_axum_router()
     };
     let client_routes = || {
-        services
+        let routes = services
             .routes()
             .into_axum_router()
-            .merge(crate::http::routes(server.clone()))
+            .merge(crate::http::routes(server.clone()));
+        let routes = match cfg.enable_grpc_gateway {
+            // etcd's HTTP+JSON gateway (`/v3/...`) over the same services.
+            true => routes.merge(ironcd_api::gateway::routes(services.clone(), limits)),
+            false => routes,
+        };
+        routes.fallback(crate::http::fallback)
     };
     let sets: [(&'static str, &[String], Option<&ironcd_tls::TlsInfo>); 3] = [
         ("peer", &cfg.listen_peer_urls, tls.peer.as_ref()),
@@ -400,7 +406,7 @@ async fn listen(running: &mut Running, tls: &crate::tls::Tls) -> Result<()> {
                 "client" => {
                     client_routes().layer(axum::middleware::from_fn(crate::grpc_metrics::track))
                 }
-                _ => crate::http::routes(server.clone()),
+                _ => crate::http::routes(server.clone()).fallback(crate::http::fallback),
             };
             running.tasks.push(serve(
                 listener,

@@ -65,6 +65,7 @@ on_both_implementations!(
         progress_requests,
         fragments_split_a_large_revision,
         many_watchers_on_one_stream,
+        a_half_closed_stream_keeps_watching,
     ],
     run_with_progress_ticks: [progress_notify_on_the_interval],
     run_with_endpoint: [
@@ -229,6 +230,24 @@ async fn created_then_events_of_every_write(mut client: Client) {
         vec![ev(EventType::Put, "k", "2")]
     );
     quiet(&mut stream).await;
+}
+
+/// A client that closes its side of the stream (no more requests) still
+/// gets its watchers' events: etcd's receive loop ends quietly and the
+/// stream lives until the call is cancelled. (The JSON gateway relies on
+/// this: a body's requests end long before the watch does.)
+async fn a_half_closed_stream_keeps_watching(mut client: Client) {
+    let (stream, _) = watch(&mut client, "h", WatchOptions::new()).await;
+    let (sender, mut responses) = stream.split();
+    drop(sender);
+    let rev = put(&mut client, "h", "1").await;
+    let r = tokio::time::timeout(ARRIVES, responses.message())
+        .await
+        .expect("a watch response in time")
+        .expect("the stream works")
+        .expect("the stream is open");
+    assert_eq!(summary(&r), vec![ev(EventType::Put, "h", "1")]);
+    assert_eq!(r.header().unwrap().revision(), rev);
 }
 
 async fn a_txn_is_one_response_in_txn_order(mut client: Client) {

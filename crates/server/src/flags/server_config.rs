@@ -56,6 +56,7 @@ pub(super) fn build_config(
             _ => Logger::Zap,
         },
         log_outputs: log_outputs(settings)?,
+        enable_grpc_gateway: settings.bool("enable-grpc-gateway"),
         client_tls: TlsFlags {
             cert_file: settings.string("cert-file"),
             key_file: settings.string("key-file"),
@@ -401,6 +402,8 @@ mod tests {
         assert_eq!(config.logger, Logger::Capnslog);
         assert_eq!(config.log_outputs, ["stdout", "/tmp/a.log"]);
         assert_eq!(serve(&["--log-output=stderr"]).log_outputs, ["stderr"]);
+        assert!(serve(&[]).enable_grpc_gateway);
+        assert!(!serve(&["--enable-grpc-gateway=false"]).enable_grpc_gateway);
         assert_eq!(
             serve(&["--log-output=stderr", "--log-outputs=stdout"]).log_outputs,
             ["stdout"]

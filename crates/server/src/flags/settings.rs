@@ -235,7 +235,7 @@ mod tests {
             "--strict-reconfig-check",          // fine
             "--logger=capnslog",                // honoured
             "--log-outputs=stderr",             // honoured
-            "--enable-grpc-gateway",            // fine
+            "--enable-grpc-gateway",            // honoured
             "--grpc-keepalive-interval=2h0m0s", // the default, spelled differently
             "--cert-file=/etc/ssl/server.pem",  // honoured (TLS)
             "--experimental-initial-corrupt-check",

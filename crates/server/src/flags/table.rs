@@ -107,7 +107,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     flag("max-txn-ops", K::Uint, "128", S::Honoured, "Most operations in one transaction."),
     flag("max-request-bytes", K::Uint, "1572864", S::Honoured, "Largest client request, in bytes."),
     flag("max-concurrent-streams", K::Uint32, "4294967295", S::Honoured, "Streams one client may open at once."),
-    flag("enable-grpc-gateway", K::Bool, "true", S::AtDefault, "Serve the JSON gateway over HTTP."),
+    flag("enable-grpc-gateway", K::Bool, "true", S::Honoured, "Serve the JSON gateway over HTTP."),
     flag("grpc-keepalive-min-time", K::Duration, "5s", S::AtDefault, "Shortest client ping interval allowed."),
     flag("grpc-keepalive-interval", K::Duration, "2h", S::AtDefault, "Server-to-client ping interval (0 = off)."),
     flag("grpc-keepalive-timeout", K::Duration, "20s", S::AtDefault, "Wait for a ping answer (0 = off)."),
