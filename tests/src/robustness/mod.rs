@@ -871,8 +871,9 @@ fn branch_puts_seen(ops: &[linearizability::TxnOp], seen: &HashMap<Persisted, (i
     })
 }
 
-/// Failed single-key deletes narrowed by a complete watcher's delete
-/// events (each revision comes from one request): one whose key has no
+/// Failed single-key deletes (plain, or a txn's lone delete beside a
+/// read-only branch) narrowed by a complete watcher's delete events (each
+/// revision comes from one request): one whose key has no
 /// delete event after its call deleted nothing, so it had no effect and
 /// is dropped; one with exactly one delete event of its key after its call
 /// that no completed request answered with, and that no other failed
@@ -895,11 +896,35 @@ fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Op
         .filter(|op| !op.request.is_read_only())
         .filter_map(|op| op.response.as_ref()?.revision())
         .collect();
-    let single_key = |op: &Operation| match &op.request {
-        Request::Delete { key, range_end } if op.is_failed() && range_end.is_empty() => {
-            Some(key.clone())
+    // A failed write whose only change is one single-key delete: a plain
+    // Delete, or a txn with that delete as one branch and reads as the
+    // other (the Kubernetes-like traffic's guarded delete), with the
+    // branch it is in.
+    let single_key = |op: &Operation| -> Option<(Vec<u8>, Option<bool>)> {
+        if !op.is_failed() {
+            return None;
         }
-        _ => None,
+        let lone_delete = |ops: &[linearizability::TxnOp]| match ops {
+            [linearizability::TxnOp::Delete { key, range_end }] if range_end.is_empty() => {
+                Some(key.clone())
+            }
+            _ => None,
+        };
+        let reads_only = |ops: &[linearizability::TxnOp]| {
+            ops.iter()
+                .all(|o| matches!(o, linearizability::TxnOp::Range { .. }))
+        };
+        match &op.request {
+            Request::Delete { key, range_end } if range_end.is_empty() => Some((key.clone(), None)),
+            Request::Txn {
+                success, failure, ..
+            } => match (lone_delete(success), lone_delete(failure)) {
+                (Some(key), None) if reads_only(failure) => Some((key, Some(true))),
+                (None, Some(key)) if reads_only(success) => Some((key, Some(false))),
+                _ => None,
+            },
+            _ => None,
+        }
     };
     // Each failed delete's candidate events: (any event after its call,
     // the unclaimed ones as (revision, arrival)).
@@ -907,7 +932,7 @@ fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Op
     let candidates: Vec<Candidates> = operations
         .iter()
         .map(|op| {
-            let key = single_key(op)?;
+            let (key, _) = single_key(op)?;
             let after: Vec<(i64, u64)> = deletes
                 .iter()
                 .filter(|(k, _, at_ns)| *k == key.as_slice() && *at_ns >= op.call_ns)
@@ -932,16 +957,27 @@ fn pin_failed_deletes(operations: Vec<Operation>, complete: &WatchLog) -> Vec<Op
         .zip(candidates)
         .filter_map(|(op, candidates)| match candidates {
             None => Some(op),
+            // No delete of its key came after it: it changed nothing (it
+            // did not run, ran its read-only branch, or found no key).
             Some((false, _)) => None,
             Some((true, unclaimed)) => match unclaimed[..] {
-                [(revision, at_ns)] if wanted.get(&revision) == Some(&1) => Some(Operation {
-                    return_ns: Some(at_ns),
-                    response: Some(Response::Delete {
-                        revision,
-                        deleted: 1,
-                    }),
-                    ..op
-                }),
+                [(revision, at_ns)] if wanted.get(&revision) == Some(&1) => {
+                    let response = match single_key(&op) {
+                        Some((_, Some(succeeded))) => Response::TxnOutcome {
+                            revision,
+                            succeeded,
+                        },
+                        _ => Response::Delete {
+                            revision,
+                            deleted: 1,
+                        },
+                    };
+                    Some(Operation {
+                        return_ns: Some(at_ns),
+                        response: Some(response),
+                        ..op
+                    })
+                }
                 _ => Some(op),
             },
         })
@@ -957,4 +993,79 @@ fn is_complete(log: &WatchLog, final_revision: i64) -> bool {
         .flat_map(|s| &s.responses)
         .any(|r| r.compact_revision > 0);
     !compacted && log.last_revision() >= final_revision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linearizability::TxnOp;
+
+    /// A failed Kubernetes-style delete: compare the mod revision, delete
+    /// on success, read on failure.
+    fn guarded_delete(client: u64, call_ns: u64, key: &str) -> Operation {
+        Operation::failed(
+            client,
+            call_ns,
+            Request::Txn {
+                compares: Vec::new(),
+                success: vec![TxnOp::Delete {
+                    key: key.into(),
+                    range_end: Vec::new(),
+                }],
+                failure: vec![TxnOp::Range {
+                    key: key.into(),
+                    range_end: Vec::new(),
+                    revision: 0,
+                    limit: 0,
+                }],
+            },
+        )
+    }
+
+    fn delete_event(key: &str, revision: i64, at_ns: u64) -> Received {
+        Received {
+            revision,
+            events: vec![WatchEvent {
+                put: false,
+                kv: linearizability::KeyValue {
+                    key: key.into(),
+                    value: Vec::new(),
+                    create_revision: 0,
+                    mod_revision: revision,
+                    version: 0,
+                    lease: 0,
+                },
+                prev_kv: None,
+            }],
+            compact_revision: 0,
+            canceled: false,
+            at_ns,
+        }
+    }
+
+    /// Two guarded deletes fail at a crash; the complete watcher shows
+    /// only `b`'s: `b`'s ran its delete at that event's revision, `a`'s
+    /// changed nothing — so the checker cannot give `b`'s revision to `a`.
+    #[test]
+    fn failed_guarded_deletes_are_pinned_by_the_complete_watcher() {
+        let operations = vec![guarded_delete(1, 10, "a"), guarded_delete(2, 11, "b")];
+        let log = WatchLog {
+            member: 0,
+            sessions: vec![Session {
+                start_revision: 1,
+                responses: vec![delete_event("b", 5, 100)],
+            }],
+        };
+        let pinned = pin_failed_deletes(operations, &log);
+        assert_eq!(pinned.len(), 1, "{pinned:?}");
+        assert_eq!(pinned[0].client, 2);
+        assert_eq!(pinned[0].return_ns, Some(100));
+        assert_eq!(
+            pinned[0].response,
+            Some(Response::TxnOutcome {
+                revision: 5,
+                succeeded: true
+            })
+        );
+    }
 }
