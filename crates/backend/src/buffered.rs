@@ -83,7 +83,7 @@ impl<E: Engine> Shared<E> {
             // engine gains exactly the values the buffer already shows.
             fail::fail_point!("beforeCommit");
             let started = Instant::now();
-            let written = self.engine.write(&published);
+            let written = self.write_engine(&published);
             crate::metrics::COMMIT_SECONDS.observe_duration(started.elapsed());
             if let Err(e) = written {
                 *self.failure.lock() = Some(e.to_string());
@@ -94,6 +94,18 @@ impl<E: Engine> Shared<E> {
         self.published.write().clear();
         self.version.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// Applies `published` to the engine.
+    fn write_engine(&self, published: &TxBuffer) -> Result<()> {
+        // The `failpoints` feature's full disk (the robustness suite's): the
+        // engine refuses the batch as RocksDB does when its log cannot grow
+        // (28 is ENOSPC on Linux and the BSDs).
+        fail::fail_point!("backendCommitNoSpace", |_| {
+            let no_space = std::io::Error::from_raw_os_error(28);
+            Err(Error::Engine(format!("IO error: {no_space}")))
+        });
+        self.engine.write(published)
     }
 
     fn check_failure(&self) -> Result<()> {
@@ -165,14 +177,26 @@ fn commit_loop<E: Engine>(shared: &Shared<E>) {
             }
         }
         let mut state = shared.batch.lock();
-        if state.last_commit.elapsed() < interval {
+        // A failed commit of `force_commit` (a snapshot, a compaction) ends
+        // the member too, within one interval, if no write does first.
+        let failed = shared.check_failure();
+        if failed.is_ok() && state.last_commit.elapsed() < interval {
             continue;
         }
-        if let Err(e) = shared.commit_locked(&mut state) {
-            tracing::error!(error = %e, "backend commit failed; refusing further writes");
-            return;
+        if let Err(e) = failed.and_then(|()| shared.commit_locked(&mut state)) {
+            fatal_commit_failure(&e);
         }
     }
+}
+
+/// etcd's `lg.Fatal("failed to commit tx")`: the writes the engine refused
+/// were acknowledged from the buffer and are in raft's log, so the member
+/// must stop (`ironcd`'s panic hook aborts) and replay them at restart. A
+/// member that went on would serve, and a clean shutdown would exit 0, with
+/// the engine behind what it answered.
+fn fatal_commit_failure(e: &Error) -> ! {
+    tracing::error!(error = %e, "backend commit failed; stopping the member");
+    panic!("backend: commit failed: {e}");
 }
 
 impl<E: Engine> Drop for BufferedBackend<E> {

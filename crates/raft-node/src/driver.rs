@@ -210,7 +210,8 @@ impl Driver {
         })
     }
 
-    /// Runs the loop on the calling thread until stopped or a fatal error.
+    /// Runs the loop on the calling thread until stopped; panics on a
+    /// fatal error (see [`Driver::fatal`]).
     pub(crate) fn run(self) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -248,11 +249,27 @@ impl Driver {
                 break;
             }
             if let Err(e) = self.drain_ready().await {
-                tracing::error!(id = self.config.id, dir = %self.disk.dir().display(), error = %e, "raft node stopped on a fatal error");
-                break;
+                self.fatal(&e);
             }
         }
         tracing::info!(id = self.config.id, "raft node stopped");
+    }
+
+    /// etcd's `lg.Fatal` on a failed WAL save: a Ready whose entries or
+    /// hard state could not be made durable (a full disk, a failed fsync,
+    /// which also poisons the WAL), or a log that cannot be right. Raft
+    /// cannot go on without them, and a member whose raft thread merely
+    /// ended would go on serving half alive, answering every write with
+    /// `Stopped` until someone stopped it (and then exit 0). So the thread
+    /// panics, which ends the `ironcd` process (its panic hook aborts); a
+    /// restart recovers from the WAL, where nothing unsynced was
+    /// acknowledged.
+    fn fatal(&self, e: &Error) -> ! {
+        tracing::error!(id = self.config.id, dir = %self.disk.dir().display(), error = %e, "raft node stopped on a fatal error");
+        panic!(
+            "raft node {:x} stopped on a fatal error: {e}",
+            self.config.id
+        );
     }
 
     fn handle_batch(&mut self, first: Input) -> bool {

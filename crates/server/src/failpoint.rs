@@ -14,7 +14,7 @@
 //! # `fail` points (the `failpoints` feature)
 //!
 //! Built with `--features failpoints` (which turns on the feature of
-//! raft-node, backend, mvcc and watch too), the steps below are points of
+//! raft-node, wal, backend, mvcc and watch too), the steps below are points of
 //! the `fail` crate, named as etcd's gofail points where etcd has one, so
 //! a scenario written for etcd names the same step. Without the feature
 //! `fail_point!` expands to nothing: the default build has no points, no
@@ -26,9 +26,11 @@
 //! | `raftBeforeSaveSnap`, `raftAfterSaveSnap` | `driver.rs`: around saving a snapshot received from the leader (file, then WAL marker) |
 //! | `raftBeforeWALSaveSnaphot` | raft-node `disk.rs`: between a snapshot's file and its WAL marker, for any snapshot (etcd's spelling) |
 //! | `raftBeforeSave`, `raftAfterSave` | `driver.rs`: around the WAL save of a Ready's entries and hard state |
+//! | `walWriteNoSpace` | wal `wal.rs`: the write of a batch of records (entries, hard state, snapshot marker) to the tail segment; `return` fails it with ENOSPC, nothing written (a full disk: the raft thread stops the member) |
 //! | `raftBeforeFollowerSend` | `driver.rs`: before the messages that wait for the fsync (a follower's or candidate's) |
 //! | `raftBeforeApplySnap`, `raftAfterApplySnap` | `driver.rs`: around installing a received snapshot in raft's log store, before the applier gets it |
 //! | `beforeCommit`, `afterCommit` | backend `buffered.rs`: around writing the published batch to the engine (RocksDB) |
+//! | `backendCommitNoSpace` | `buffered.rs`: writing the published batch to the engine; `return` fails it as RocksDB fails on a full disk, with ENOSPC, nothing written (the committer stops the member) |
 //! | `defragBeforeCopy`, `defragBeforeRename` | `buffered.rs`: defrag, after its commit, before and after the engine rewrites its data (RocksDB has no copy and rename: see the comment there) |
 //! | `compactBeforeCommitScheduledCompact`, `compactAfterCommitScheduledCompact` | mvcc `store.rs`: around the force-commit of `scheduledCompactRev` |
 //! | `compactBeforeCommitBatch`, `compactAfterCommitBatch` | mvcc `compaction.rs`: around the end of each batch of deletes but the last |
@@ -48,11 +50,13 @@
 //! delays one `sendLoop`.
 //!
 //! A `panic` action ends the process: `main.rs`'s panic hook aborts after
-//! printing the message, as a Go panic ends etcd.
+//! printing the message, as a Go panic ends etcd. So does a `return` at
+//! the two `NoSpace` points, through the error: a failed WAL write or
+//! engine commit is fatal, as etcd's `lg.Fatal` makes it.
 //!
 //! Arming (fail's syntax: `[p%][count*]task[(arg)]` chained with `->`;
-//! tasks `off`, `panic`, `sleep(ms)`, `pause`, `print`, `yield`,
-//! `delay(ms)`):
+//! tasks `off`, `return` (the `NoSpace` points only: elsewhere it panics),
+//! `panic`, `sleep(ms)`, `pause`, `print`, `yield`, `delay(ms)`):
 //! * `FAILPOINTS=raftBeforeSave=panic;beforeSyncWatchers=sleep(1000)` at
 //!   start (`setup`); an unknown name or a bad action is an error that
 //!   names it.
@@ -104,11 +108,13 @@ pub const POINTS: &[&str] = &[
     "raftBeforeWALSaveSnaphot",
     "raftBeforeSave",
     "raftAfterSave",
+    "walWriteNoSpace",
     "raftBeforeFollowerSend",
     "raftBeforeApplySnap",
     "raftAfterApplySnap",
     "beforeCommit",
     "afterCommit",
+    "backendCommitNoSpace",
     "defragBeforeCopy",
     "defragBeforeRename",
     "compactBeforeCommitScheduledCompact",
@@ -304,7 +310,7 @@ mod tests {
     use super::POINTS;
 
     /// The crates whose sources hold points.
-    const CRATES: [&str; 5] = ["raft-node", "backend", "mvcc", "watch", "server"];
+    const CRATES: [&str; 6] = ["raft-node", "wal", "backend", "mvcc", "watch", "server"];
 
     /// Every point name in those crates' sources, in the three ways a site
     /// names one.

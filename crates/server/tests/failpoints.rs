@@ -4,8 +4,9 @@
 //! empty): through `FAILPOINTS` at start and through the
 //! `IRONCD_FAILPOINTS_HTTP` endpoint. A `panic` action ends the member
 //! (the binary's panic hook aborts, SIGABRT), and a restarted member has
-//! lost nothing it acknowledged; a `sleep` on the watch path delays events
-//! and loses none.
+//! lost nothing it acknowledged; so does a full disk (`return` at
+//! `walWriteNoSpace` or `backendCommitNoSpace`), whose error is fatal; a
+//! `sleep` on the watch path delays events and loses none.
 #![cfg(feature = "failpoints")]
 
 mod client;
@@ -22,6 +23,8 @@ use ironcd_tests::{free_ports, ironcd, Cluster, Opts};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a member may take to die once its point is reached.
 const EXIT_WAIT: Duration = Duration::from_secs(60);
+/// What a write on a full disk fails with, as the OS words it.
+const NO_SPACE: &str = "No space left on device (os error 28)";
 /// How long the endpoint may take to answer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a watch response may take, sleeps included.
@@ -186,6 +189,86 @@ fn the_http_endpoint_arms_points_and_before_commit_panic_ends_the_member() {
         }
         client.put("b/after", "v", None).await.expect("put");
     });
+}
+
+/// The member stopped by itself on the ENOSPC that `return` at `point`
+/// raised: the error is fatal (a panic, which the binary's hook turns into
+/// an abort) and the log names it.
+fn assert_stopped_on_no_space(cluster: &Cluster, status: ExitStatus, point: &str) {
+    let log = cluster.log_tail(0, 100);
+    assert_eq!(
+        status.signal(),
+        Some(SIGABRT),
+        "the member should have stopped on the error at {point}, ended {status:?}\n{log}"
+    );
+    assert!(
+        log.contains(NO_SPACE),
+        "the log does not name the error at {point}\n{log}"
+    );
+}
+
+/// A full disk at `point` (`return` fails its write with ENOSPC, the
+/// robustness suite's full disk), armed through the endpoint after ten
+/// acknowledged puts of keys under `prefix`: the next put's write fails, and the member stops by
+/// itself, as etcd's `lg.Fatal` stops it, rather than retrying or serving
+/// on. Started again with room on the disk, it has every put it
+/// acknowledged (the WAL is the source of truth) and takes new ones.
+/// Returns whether the put under the armed point was acknowledged.
+fn a_full_disk_at(point: &str, prefix: &str) -> bool {
+    let rt = client::runtime();
+    let addr = endpoint_addr();
+    let mut cluster = member_with_env(&[("IRONCD_FAILPOINTS_HTTP", addr.as_str())]);
+    cluster.wait_ready(0);
+    let mut acknowledged: Vec<String> = (0..10).map(|i| format!("{prefix}{i:02}")).collect();
+    let last = format!("{prefix}last");
+    let last_acknowledged = rt.block_on(async {
+        let mut client = connect(&cluster).await;
+        for key in &acknowledged {
+            client.put(key.as_str(), "v", None).await.expect("put");
+        }
+        assert_eq!(http(&addr, "PUT", &format!("/{point}"), "return").0, 204);
+        client.put(last.as_str(), "v", None).await.is_ok()
+    });
+    let status = cluster.wait_exit(0, EXIT_WAIT);
+    assert_stopped_on_no_space(&cluster, status, point);
+
+    cluster.restart(0);
+    if last_acknowledged {
+        acknowledged.push(last.clone());
+    }
+    rt.block_on(async {
+        let mut client = connect(&cluster).await;
+        let mut got = keys(&mut client, prefix).await;
+        // One that was not acknowledged may have been applied or not.
+        if !last_acknowledged {
+            got.retain(|key| *key != last);
+        }
+        assert_eq!(got, acknowledged);
+        let after = format!("{prefix}after");
+        client.put(after.as_str(), "v", None).await.expect("put");
+        assert_eq!(keys(&mut client, &after).await, [after]);
+    });
+    last_acknowledged
+}
+
+/// The WAL write of the put's entry fails: raft cannot make it durable, so
+/// it is never committed nor acknowledged, and the raft thread's fatal
+/// error ends the member.
+#[test]
+fn a_full_disk_under_the_wal_ends_the_member_and_loses_nothing() {
+    assert!(
+        !a_full_disk_at("walWriteNoSpace", "wal/"),
+        "a put whose entry the WAL could not write was acknowledged"
+    );
+}
+
+/// The put is acknowledged once applied, before the backend commits it
+/// (etcd's order); the committer's failed commit then ends the member
+/// within one batch interval, with no further write to wait for, and the
+/// restarted member replays the put from its WAL.
+#[test]
+fn a_full_disk_under_the_backend_ends_the_member_and_loses_nothing() {
+    a_full_disk_at("backendCommitNoSpace", "backend/");
 }
 
 /// The next response of `stream`, bounded.

@@ -291,7 +291,8 @@ impl Wal {
     /// Writes `buf` at the tail, then fdatasyncs it when `sync`.
     fn append(&mut self, crc: u32, sync: bool) -> Result<()> {
         let path = self.tail_path();
-        let result = write_all_at(self.tail.as_mut(), &self.buf, self.offset)
+        let result = self
+            .write_buf()
             .map_err(|e| Error::io("write", &path, e))
             .and_then(|()| {
                 crate::metrics::WRITE_BYTES.add(self.buf.len() as u64);
@@ -313,6 +314,17 @@ impl Wal {
             self.buf = Vec::new();
         }
         Ok(())
+    }
+
+    /// Writes `self.buf` at the end of the tail.
+    fn write_buf(&mut self) -> std::io::Result<()> {
+        // The `failpoints` feature's full disk (the robustness suite's): the
+        // write fails as `pwrite(2)` fails on a full filesystem, with
+        // nothing written.
+        fail::fail_point!("walWriteNoSpace", |_| Err(
+            std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error())
+        ));
+        write_all_at(self.tail.as_mut(), &self.buf, self.offset)
     }
 
     fn cut_if_full(&mut self) -> Result<()> {
