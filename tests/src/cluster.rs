@@ -170,6 +170,11 @@ pub struct Opts {
     /// proxy ([`Cluster::peer_proxy`]). `None`: peers dial each other
     /// directly.
     pub peer_proxy_seed: Option<u64>,
+    /// `Some(seed)`: a fault-injecting [`Proxy`] in front of every
+    /// member's client port too ([`Cluster::client_proxy`]), for clients
+    /// that dial [`Cluster::proxied_endpoint`]; the harness's own calls
+    /// ([`Cluster::endpoint`], [`Cluster::host_port`]) stay direct.
+    pub client_proxy_seed: Option<u64>,
     /// Give every member a loopback port for its failpoint endpoint
     /// (`IRONCD_FAILPOINTS_HTTP`, served by an ironcd built with the
     /// `failpoints` feature; [`Cluster::failpoint_addr`]).
@@ -189,6 +194,7 @@ impl Default for Opts {
             peer_scheme: Scheme::Http,
             etcdctl_args: Vec::new(),
             peer_proxy_seed: None,
+            client_proxy_seed: None,
             failpoint_http: false,
         }
     }
@@ -249,6 +255,11 @@ struct Member {
     advertised_peer_port: u16,
     /// The proxy in front of the peer port ([`Opts::peer_proxy_seed`]).
     peer_proxy: Option<Proxy>,
+    /// The proxy in front of the client port ([`Opts::client_proxy_seed`]).
+    client_proxy: Option<Proxy>,
+    /// Start it with `--initial-cluster-state=existing`: it was added to a
+    /// running cluster ([`Cluster::replace`]).
+    joins_existing: bool,
     /// Where its failpoint endpoint listens ([`Opts::failpoint_http`]).
     failpoint_port: Option<u16>,
     data_dir: PathBuf,
@@ -289,12 +300,17 @@ impl Cluster {
             })?;
         // Proxies listen on ports of this list too: one the kernel picked
         // for them could be a member's, handed out here but not yet bound.
-        let ports = free_ports(4 * n_members);
+        let ports = free_ports(PORTS_PER_MEMBER * n_members);
         let mut members = Vec::with_capacity(n_members);
         for i in 0..n_members {
-            let (client_port, peer_port) = (ports[4 * i], ports[4 * i + 1]);
+            let ports = &ports[PORTS_PER_MEMBER * i..PORTS_PER_MEMBER * (i + 1)];
+            let (client_port, peer_port) = (ports[0], ports[1]);
             let peer_proxy = match opts.peer_proxy_seed {
-                Some(seed) => Some(start_peer_proxy(ports[4 * i + 2], peer_port, seed, i)?),
+                Some(seed) => Some(start_proxy(ports[2], peer_port, seed, i)?),
+                None => None,
+            };
+            let client_proxy = match opts.client_proxy_seed {
+                Some(seed) => Some(start_proxy(ports[4], client_port, !seed, i)?),
                 None => None,
             };
             members.push(Member {
@@ -303,7 +319,9 @@ impl Cluster {
                 peer_port,
                 advertised_peer_port: peer_proxy.as_ref().map_or(peer_port, |p| p.addr().port()),
                 peer_proxy,
-                failpoint_port: opts.failpoint_http.then_some(ports[4 * i + 3]),
+                client_proxy,
+                joins_existing: false,
+                failpoint_port: opts.failpoint_http.then_some(ports[3]),
                 data_dir: dir.path().join(format!("m{}.data", i + 1)),
                 log_path: dir.path().join(format!("m{}.log", i + 1)),
                 child: None,
@@ -429,6 +447,122 @@ impl Cluster {
     /// and `i`'s answers on those connections.
     pub fn peer_proxy(&self, i: usize) -> Option<ProxyHandle> {
         self.members[i].peer_proxy.as_ref().map(Proxy::handle)
+    }
+
+    /// The proxy in front of member `i`'s client port, with
+    /// [`Opts::client_proxy_seed`]: faults set on it cut or slow what
+    /// clients of [`Cluster::proxied_endpoint`] send `i`
+    /// ([`crate::proxy::Direction::ToUpstream`]) and its answers.
+    pub fn client_proxy(&self, i: usize) -> Option<ProxyHandle> {
+        self.members[i].client_proxy.as_ref().map(Proxy::handle)
+    }
+
+    /// The client URL that reaches member `i` through its client proxy
+    /// ([`Opts::client_proxy_seed`]); [`Cluster::endpoint`] without one.
+    pub fn proxied_endpoint(&self, i: usize) -> String {
+        match &self.members[i].client_proxy {
+            Some(proxy) => self.opts.client_scheme.loopback_url(proxy.addr().port()),
+            None => self.endpoint(i),
+        }
+    }
+
+    /// Every member's [`Cluster::proxied_endpoint`].
+    pub fn proxied_endpoints(&self) -> Vec<String> {
+        (0..self.members.len())
+            .map(|i| self.proxied_endpoint(i))
+            .collect()
+    }
+
+    /// Replaces running member `i` with a fresh one, as etcd's runbook for
+    /// a failed member has it: `etcdctl member remove` through another
+    /// member, the old process killed and its data directory wiped,
+    /// `etcdctl member add` with the same name and peer URL, and the new
+    /// process started with `--initial-cluster-state=existing` (a restart
+    /// after that finds its data and ignores the flag). Waits until it
+    /// serves. Needs another live member to ask.
+    pub fn replace(&mut self, i: usize) -> Result<()> {
+        let others: Vec<String> = self
+            .live()
+            .into_iter()
+            .filter(|&j| j != i)
+            .map(|j| self.host_port(j))
+            .collect();
+        let failed = |what: &str, out: &Output| Error::Membership {
+            what: format!(
+                "member {i}'s replacement: {what}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        };
+        let id = self.try_status(i).map_err(|why| Error::Membership {
+            what: format!("member {i}'s replacement: its id: {why}"),
+        })?;
+        let hex_id = format!("{:x}", id.member_id);
+        let removed = self.reconfigure(&others, &["member", "remove", &hex_id], "member not found");
+        if !removed.status.success() {
+            return Err(failed("member remove", &removed));
+        }
+        if self.is_running(i) {
+            self.kill(i);
+        }
+        let data_dir = self.members[i].data_dir.clone();
+        if data_dir.exists() {
+            std::fs::remove_dir_all(&data_dir).map_err(|source| Error::Io {
+                what: format!("wipe {}", data_dir.display()),
+                source,
+            })?;
+        }
+        // A removed leader steps down: the others elect one of their own
+        // before they can add a member.
+        self.wait_for_leader();
+        let name = self.members[i].name.clone();
+        let peer = self
+            .opts
+            .peer_scheme
+            .loopback_url(self.members[i].advertised_peer_port);
+        let peer_flag = format!("--peer-urls={peer}");
+        let added = self.reconfigure(
+            &others,
+            &["member", "add", &name, &peer_flag],
+            "Peer URLs already exists",
+        );
+        if !added.status.success() {
+            return Err(failed("member add", &added));
+        }
+        self.members[i].joins_existing = true;
+        self.try_restart_many(&[i])
+    }
+
+    /// Runs etcdctl's membership command `args` through `endpoints`, again
+    /// (bounded by [`RECONFIGURE_TIMEOUT`]) while the cluster refuses it
+    /// for now: etcd's strict reconfiguration check answers "unhealthy
+    /// cluster" until the member has been connected to every voter for
+    /// 5 s, and a change proposed across an election times out. A retry
+    /// after a timeout that answers `done_already` (the change did
+    /// happen) counts as done.
+    fn reconfigure(&self, endpoints: &[String], args: &[&str], done_already: &str) -> Output {
+        let deadline = Instant::now() + RECONFIGURE_TIMEOUT;
+        let mut retried = false;
+        loop {
+            let mut out = self.etcdctl(endpoints, args);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if retried && stderr.contains(done_already) {
+                out.status = ExitStatus::default();
+                return out;
+            }
+            let for_now = [
+                "unhealthy cluster",
+                "not enough started members",
+                "request timed out",
+            ]
+            .iter()
+            .any(|why| stderr.contains(why));
+            if out.status.success() || !for_now || Instant::now() > deadline {
+                return out;
+            }
+            retried = true;
+            thread::sleep(RECONFIGURE_RETRY);
+        }
     }
 
     /// Where member `i`'s failpoint endpoint listens, with
@@ -622,7 +756,10 @@ impl Cluster {
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={advertised}"),
             format!("--initial-cluster={}", self.initial_cluster),
-            "--initial-cluster-state=new".to_string(),
+            format!(
+                "--initial-cluster-state={}",
+                if m.joins_existing { "existing" } else { "new" }
+            ),
             format!("--initial-cluster-token={}", self.token),
         ];
         if let Some(ms) = self.opts.heartbeat_interval_ms {
@@ -772,9 +909,19 @@ impl Drop for Cluster {
     }
 }
 
-/// A proxy on loopback port `port` in front of peer port `peer_port`.
-fn start_peer_proxy(port: u16, peer_port: u16, seed: u64, member: usize) -> Result<Proxy> {
-    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], peer_port));
+/// How long [`Cluster::replace`] retries a membership change the cluster
+/// refuses for now, and how often.
+const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(20);
+const RECONFIGURE_RETRY: Duration = Duration::from_millis(200);
+
+/// Loopback ports handed out per member: client, peer, peer proxy,
+/// failpoint endpoint, client proxy.
+const PORTS_PER_MEMBER: usize = 5;
+
+/// A proxy on loopback port `port` in front of member `member`'s loopback
+/// port `upstream`.
+fn start_proxy(port: u16, upstream: u16, seed: u64, member: usize) -> Result<Proxy> {
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], upstream));
     let seed = seed ^ (member as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     Proxy::start(("127.0.0.1", port), upstream, seed)
 }
@@ -835,6 +982,8 @@ mod tests {
                 peer_port: ports[1],
                 advertised_peer_port: ports[1],
                 peer_proxy: None,
+                client_proxy: None,
+                joins_existing: false,
                 failpoint_port: None,
                 data_dir: PathBuf::from("/nonexistent/m1.data"),
                 log_path: PathBuf::from("/nonexistent/m1.log"),

@@ -143,6 +143,12 @@ pub enum Error {
         /// The end of its log.
         log_tail: String,
     },
+    /// A membership change the harness asked a cluster for failed.
+    #[error("{what}")]
+    Membership {
+        /// What failed, with etcdctl's output.
+        what: String,
+    },
     /// Members did not exit in time after SIGTERM and were killed.
     #[error("{implementation} member(s) {members:?} did not exit within {timeout:?} of SIGTERM and were killed\n{log_tails}")]
     DidNotExit {

@@ -6,7 +6,8 @@
 //! `make test` runs the sample below: one test per regression scenario
 //! (`regressions::all()`, which between them kill, stop, partition until
 //! a snapshot and arm failpoints), the faults no regression covers
-//! (partitions, peer delay, leader transfers, defrags), each with a fixed
+//! (partitions, peer delay, leader transfers, defrags, client blackholes
+//! and delay, member replacement), each with a fixed
 //! seed on ironcd, and one scenario on etcd 3.4 (the reference must pass
 //! the same checks, or the checks are wrong). `make robustness` runs `matrix`: every
 //! scenario over many seeds, with these variables:
@@ -100,6 +101,27 @@ fn leader_transfers() {
 #[test]
 fn defrag_under_load() {
     sample(ironcd!(), 3, Fault::Defrag, Profile::EtcdLike, 7);
+}
+
+#[test]
+fn clients_blackholed() {
+    sample(
+        ironcd!(),
+        3,
+        Fault::ClientBlackhole,
+        Profile::KubernetesLike,
+        8,
+    );
+}
+
+#[test]
+fn delayed_clients() {
+    sample(ironcd!(), 1, Fault::ClientDelay, Profile::EtcdLike, 9);
+}
+
+#[test]
+fn members_replaced() {
+    sample(ironcd!(), 3, Fault::MemberReplace, Profile::EtcdLike, 10);
 }
 
 /// The reference passes the checks the sample applies to ironcd.

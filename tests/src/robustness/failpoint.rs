@@ -39,14 +39,26 @@ impl Failpoint {
         }
     }
 
+    /// A point whose `return` fails its storage write with ENOSPC (a full
+    /// disk): the member stops by itself on the error.
+    pub const fn no_space(name: &'static str) -> Failpoint {
+        Failpoint {
+            name,
+            action: "return",
+            trigger: Trigger::Traffic,
+        }
+    }
+
     /// The same point, reached by `trigger`.
     pub const fn reached_by(self, trigger: Trigger) -> Failpoint {
         Failpoint { trigger, ..self }
     }
 
-    /// Whether the action ends the member.
+    /// Whether the action ends the member: a `panic`, or a `return` (the
+    /// `NoSpace` points' failed write is fatal; at any other point `fail`
+    /// panics on it).
     pub fn crashes(&self) -> bool {
-        self.action.contains("panic")
+        self.action.contains("panic") || self.action.contains("return")
     }
 }
 
@@ -121,9 +133,10 @@ fn request(
 }
 
 /// Every point the failpoint matrix (`make robustness`) arms, with the
-/// trigger that reaches it: each crash point, and the stalls etcd's suite
-/// uses. A point a run does not reach (a batch point when a compaction
-/// fits one batch) is disarmed and the run goes on.
+/// trigger that reaches it: each crash point, a full disk under the WAL
+/// and under the backend, and the stalls etcd's suite uses. A point a run
+/// does not reach (a batch point when a compaction fits one batch) is
+/// disarmed and the run goes on.
 pub const MATRIX: &[Failpoint] = &[
     Failpoint::crash("raftBeforeSave"),
     Failpoint::crash("raftAfterSave"),
@@ -147,6 +160,8 @@ pub const MATRIX: &[Failpoint] = &[
     Failpoint::crash("restore_before_swap").reached_by(Trigger::SnapshotInstall),
     Failpoint::crash("restore_after_set_aside").reached_by(Trigger::SnapshotInstall),
     Failpoint::crash("restore_after_swap").reached_by(Trigger::SnapshotInstall),
+    Failpoint::no_space("walWriteNoSpace"),
+    Failpoint::no_space("backendCommitNoSpace"),
     Failpoint::stall("beforeSendWatchResponse"),
     Failpoint::stall("beforeSyncWatchers"),
     Failpoint::stall("beforeMoveVictims"),

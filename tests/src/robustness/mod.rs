@@ -72,9 +72,13 @@ const UNTIL_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 const CRASH_WAIT: Duration = Duration::from_secs(10);
 /// How long a stall point stays armed, in ms.
 const STALL_MS: std::ops::RangeInclusive<u64> = 1000..=3000;
-/// Peer delay of [`Fault::PeerDelay`]: 75 ± 50 ms.
-const PEER_DELAY: Duration = Duration::from_millis(75);
-const PEER_DELAY_JITTER: Duration = Duration::from_millis(50);
+/// How long a replaced member may take to catch up with the leader
+/// ([`Fault::MemberReplace`]).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The link delay of [`Fault::PeerDelay`] and [`Fault::ClientDelay`]:
+/// 75 ± 50 ms.
+const LINK_DELAY: Duration = Duration::from_millis(75);
+const LINK_DELAY_JITTER: Duration = Duration::from_millis(50);
 
 /// What goes wrong during a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +108,18 @@ pub enum Fault {
     LeaderTransfer,
     /// Defragment a member's backend under load, again and again.
     Defrag,
+    /// Cut a member off from its clients for 0.5–2 s: its client proxy
+    /// blackholes what they send, what it answers, or both; then its
+    /// connections are dropped (as the clients' TCP would give up on
+    /// them) and it heals, so clients and watchers reconnect and resume.
+    ClientBlackhole,
+    /// Delay every client link 75 ± 50 ms each way for the whole run.
+    ClientDelay,
+    /// Replace a member (the leader half the time), as etcd's runbook
+    /// has it: member remove, its data wiped, member add with the same
+    /// name and URLs, the new member started with
+    /// `--initial-cluster-state=existing`; again and again.
+    MemberReplace,
     /// Arm a failpoint on a member (the leader half the time, a follower
     /// for a snapshot install) through its failpoint endpoint, drive the
     /// member to it; a crashed member is restarted, a stall disarmed after
@@ -113,7 +129,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, for the full matrix.
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 11] = [
         Fault::None,
         Fault::Kill,
         Fault::Stop,
@@ -122,6 +138,9 @@ impl Fault {
         Fault::PeerDelay,
         Fault::LeaderTransfer,
         Fault::Defrag,
+        Fault::ClientBlackhole,
+        Fault::ClientDelay,
+        Fault::MemberReplace,
     ];
 
     /// Whether the fault needs more than one member.
@@ -130,10 +149,21 @@ impl Fault {
             Fault::PeerPartition
             | Fault::PeerPartitionUntilSnapshot
             | Fault::PeerDelay
-            | Fault::LeaderTransfer => true,
+            | Fault::LeaderTransfer
+            | Fault::MemberReplace => true,
             Fault::Failpoint(point) => point.trigger == Trigger::SnapshotInstall,
-            Fault::None | Fault::Kill | Fault::Stop | Fault::Defrag => false,
+            Fault::None
+            | Fault::Kill
+            | Fault::Stop
+            | Fault::Defrag
+            | Fault::ClientBlackhole
+            | Fault::ClientDelay => false,
         }
+    }
+
+    /// Whether the clients reach the members through client proxies.
+    fn proxies_clients(self) -> bool {
+        matches!(self, Fault::ClientBlackhole | Fault::ClientDelay)
     }
 
     /// Whether a follower must install snapshots during the run.
@@ -327,6 +357,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     let opts = Opts {
         extra_args: args,
         peer_proxy_seed: (scenario.members > 1).then_some(seed),
+        client_proxy_seed: scenario.fault.proxies_clients().then_some(seed),
         failpoint_http: matches!(scenario.fault, Fault::Failpoint(_)),
         ..Opts::default()
     };
@@ -356,7 +387,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
         .map(|member| {
             runtime.spawn(watch::watch(
                 member,
-                cluster.endpoint(member),
+                cluster.proxied_endpoint(member),
                 watch_run.clone(),
                 ready_tx.clone(),
             ))
@@ -373,7 +404,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     });
 
     let short_watches = runtime.spawn(watch::short_watches(
-        cluster.endpoints(),
+        cluster.proxied_endpoints(),
         origin,
         seed,
         stop.clone(),
@@ -381,7 +412,7 @@ pub fn run(server: &Server, scenario: &Scenario, seed: u64) -> Report {
     ));
     let traffic = runtime.spawn(traffic::run(
         scenario.traffic.clone(),
-        cluster.endpoints(),
+        cluster.proxied_endpoints(),
         seed,
         recorder.clone(),
         stop.clone(),
@@ -501,13 +532,16 @@ fn inject(
     // Let the traffic start first.
     pause(rng, 300..=700);
     let mut injected = 0;
-    if scenario.fault == Fault::PeerDelay {
+    if matches!(scenario.fault, Fault::PeerDelay | Fault::ClientDelay) {
         for i in 0..members {
-            let proxy = cluster
-                .peer_proxy(i)
-                .expect("a multi-member cluster has peer proxies");
-            for direction in [Direction::ToUpstream, Direction::ToClient] {
-                proxy.delay(direction, PEER_DELAY, PEER_DELAY_JITTER);
+            let proxy = if scenario.fault == Fault::PeerDelay {
+                cluster.peer_proxy(i)
+            } else {
+                cluster.client_proxy(i)
+            };
+            let proxy = proxy.expect("the scenario's members have proxies");
+            for direction in Direction::ALL {
+                proxy.delay(direction, LINK_DELAY, LINK_DELAY_JITTER);
             }
         }
         thread::sleep(end.saturating_duration_since(Instant::now()));
@@ -522,7 +556,7 @@ fn inject(
             rng.gen_range(0..members)
         };
         match scenario.fault {
-            Fault::None | Fault::PeerDelay => {
+            Fault::None | Fault::PeerDelay | Fault::ClientDelay => {
                 thread::sleep(end.saturating_duration_since(Instant::now()));
                 return 0;
             }
@@ -587,6 +621,28 @@ fn inject(
                 let to = (leader + rng.gen_range(1..members)) % members;
                 cluster.ensure_leader(to);
             }
+            Fault::ClientBlackhole => {
+                let proxy = cluster.client_proxy(target).expect("client proxies");
+                let cut: &[Direction] = match rng.gen_range(0..3) {
+                    0 => &[Direction::ToUpstream],
+                    1 => &[Direction::ToClient],
+                    _ => &Direction::ALL,
+                };
+                for &direction in cut {
+                    proxy.blackhole(direction);
+                }
+                pause(rng, 500..=2000);
+                proxy.drop_connections();
+                proxy.heal();
+            }
+            Fault::MemberReplace => {
+                cluster
+                    .replace(target)
+                    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.all_log_tails(30)));
+                // The new member catches up before the next replacement,
+                // which could otherwise take the quorum's second copy.
+                wait_caught_up(cluster, target);
+            }
             Fault::Defrag => {
                 let out = cluster.etcdctl(&[cluster.host_port(target)], &["defrag"]);
                 assert!(
@@ -632,6 +688,22 @@ fn partition_until_snapshot(cluster: &Cluster, follower: usize, snapshot_distanc
     // the follower and finds the entries it needs compacted away.
     proxy.drop_connections();
     proxy.heal();
+}
+
+/// Waits (bounded by [`CATCH_UP_TIMEOUT`]) until member `i` has applied
+/// as far as the leader had committed when the wait began.
+fn wait_caught_up(cluster: &Cluster, i: usize) {
+    let leader = cluster.wait_for_leader();
+    let Some(target) = cluster.status(leader).map(|s| s.raft_index) else {
+        return;
+    };
+    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+    while Instant::now() < deadline {
+        if cluster.status(i).is_some_and(|s| s.raft_index >= target) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What ironcd logs when it installs a snapshot sent by the leader.
