@@ -540,7 +540,12 @@ impl Cluster {
     /// 5 s, and a change proposed across an election times out. A retry
     /// after a timeout that answers `done_already` (the change did
     /// happen) counts as done.
-    fn reconfigure(&self, endpoints: &[String], args: &[&str], done_already: &str) -> Output {
+    pub(crate) fn reconfigure(
+        &self,
+        endpoints: &[String],
+        args: &[&str],
+        done_already: &str,
+    ) -> Output {
         let deadline = Instant::now() + RECONFIGURE_TIMEOUT;
         let mut retried = false;
         loop {

@@ -61,8 +61,10 @@ impl Cluster {
     /// add` through the cluster's members, then starts it with
     /// `--initial-cluster-state existing` and `extra_args`, not waiting for
     /// it to serve. A TLS cluster's joiner needs its certificate flags in
-    /// `extra_args` (the cluster's are in [`Cluster::opts`]). Panics if
-    /// `member add` fails.
+    /// `extra_args` (the cluster's are in [`Cluster::opts`]). `member add`
+    /// is retried while the cluster refuses it for now (a member connected
+    /// to its peers for less than 5 s answers "unhealthy cluster", as
+    /// etcd's does); panics if it fails.
     pub fn join(&self, name: &str, learner: bool, extra_args: &[&str]) -> Joiner {
         let eps: Vec<String> = (0..self.len()).map(|i| self.host_port(i)).collect();
         let ports = free_ports(2);
@@ -74,7 +76,7 @@ impl Cluster {
         }
         let peer_flag = format!("--peer-urls={peer}");
         add.push(&peer_flag);
-        let added = self.etcdctl(&eps, &add);
+        let added = self.reconfigure(&eps, &add, "Peer URLs already exists");
         let member_add_output = String::from_utf8_lossy(&added.stdout).into_owned();
         assert!(
             added.status.success(),

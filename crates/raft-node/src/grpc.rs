@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
 use tokio::sync::mpsc;
@@ -184,7 +184,25 @@ struct PeerQueues {
     /// [`queued_bytes`] of what `messages` holds.
     messages_bytes: Arc<AtomicU64>,
     snapshots: mpsc::Sender<Message>,
+    activity: Arc<Activity>,
     tasks: [tokio::task::AbortHandle; 3],
+}
+
+/// Since when the link to a peer has been up, as etcd's transport reports
+/// it (`ActiveSince`) for its strict reconfiguration check: up when the
+/// message stream connects or a probe is answered, down when the stream
+/// breaks, a dial fails or a probe goes unanswered.
+#[derive(Default)]
+struct Activity(Mutex<Option<Instant>>);
+
+impl Activity {
+    fn up(&self) {
+        self.0.lock().get_or_insert_with(Instant::now);
+    }
+
+    fn down(&self) {
+        *self.0.lock() = None;
+    }
 }
 
 impl Drop for PeerQueues {
@@ -260,12 +278,14 @@ impl GrpcTransport {
         let (messages, message_rx) = mpsc::channel(self.shared.config.peer_queue_capacity);
         let messages_bytes = Arc::new(AtomicU64::new(0));
         let (snapshots, snapshot_rx) = mpsc::channel(SNAPSHOT_QUEUE_CAPACITY);
+        let activity = Arc::new(Activity::default());
         let writer = self.shared.runtime.spawn(message_loop(
             self.shared.clone(),
             peer,
             url.clone(),
             message_rx,
             messages_bytes.clone(),
+            activity.clone(),
         ));
         let snapper = self.shared.runtime.spawn(snapshot_loop(
             self.shared.clone(),
@@ -273,10 +293,12 @@ impl GrpcTransport {
             url.clone(),
             snapshot_rx,
         ));
-        let prober = self
-            .shared
-            .runtime
-            .spawn(probe_loop(self.shared.clone(), peer, url.clone()));
+        let prober = self.shared.runtime.spawn(probe_loop(
+            self.shared.clone(),
+            peer,
+            url.clone(),
+            activity.clone(),
+        ));
         let tasks = [
             writer.abort_handle(),
             snapper.abort_handle(),
@@ -289,9 +311,18 @@ impl GrpcTransport {
                 messages,
                 messages_bytes,
                 snapshots,
+                activity,
                 tasks,
             },
         );
+    }
+
+    /// Since when the link to `peer` has been up without a break (etcd's
+    /// `ActiveSince`); `None` while it is down or for an unknown peer.
+    pub fn active_since(&self, peer: u64) -> Option<Instant> {
+        let peers = self.shared.peers.read();
+        let since = *peers.get(&peer)?.activity.0.lock();
+        since
     }
 
     /// Stops talking to `peer` and refuses its messages.
@@ -471,12 +502,12 @@ impl Shared {
 }
 
 /// Times a `Probe` to `peer` every [`PROBE_INTERVAL`] into its
-/// round-trip histogram, on a connection of its own so that a queue of
-/// raft messages does not count as network time.
-async fn probe_loop(shared: Arc<Shared>, peer: u64, url: String) {
-    let Some(rtt) = crate::metrics::peer_rtt(peer) else {
-        return;
-    };
+/// round-trip histogram (while there is room for one), on a connection of
+/// its own so that a queue of raft messages does not count as network
+/// time; an answer marks the link up, a failed dial or an unanswered probe
+/// down.
+async fn probe_loop(shared: Arc<Shared>, peer: u64, url: String, activity: Arc<Activity>) {
+    let rtt = crate::metrics::peer_rtt(peer);
     let mut client = None;
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -486,12 +517,21 @@ async fn probe_loop(shared: Arc<Shared>, peer: u64, url: String) {
             client = shared.connect(&url).await.ok();
         }
         let Some(c) = client.as_mut() else {
+            activity.down();
             continue;
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         match tokio::time::timeout(PROBE_TIMEOUT, c.probe(Ack {})).await {
-            Ok(Ok(_)) => rtt.observe_duration(started.elapsed()),
-            _ => client = None,
+            Ok(Ok(_)) => {
+                activity.up();
+                if let Some(rtt) = &rtt {
+                    rtt.observe_duration(started.elapsed());
+                }
+            }
+            _ => {
+                activity.down();
+                client = None;
+            }
         }
     }
 }
@@ -503,6 +543,7 @@ async fn message_loop(
     url: String,
     mut queue: mpsc::Receiver<Message>,
     queue_bytes: Arc<AtomicU64>,
+    activity: Arc<Activity>,
 ) {
     let mut attempt = 0u32;
     loop {
@@ -510,6 +551,7 @@ async fn message_loop(
             Ok(client) => client,
             Err(reason) => {
                 tracing::debug!(peer, %reason, "peer not reachable");
+                activity.down();
                 shared.report_unreachable(peer);
                 // What was queued for a dead peer is stale: raft resends.
                 while let Ok(stale) = queue.try_recv() {
@@ -520,6 +562,7 @@ async fn message_loop(
                 continue;
             }
         };
+        activity.up();
         let (stream_tx, stream_rx) = mpsc::channel(STREAM_BUFFER_BATCHES);
         let mut call =
             Box::pin(async move { client.messages(ReceiverStream::new(stream_rx)).await });
@@ -540,6 +583,7 @@ async fn message_loop(
                 }
             }
         }
+        activity.down();
         shared.report_unreachable(peer);
         tokio::time::sleep(shared.backoff(attempt)).await;
         attempt += 1;

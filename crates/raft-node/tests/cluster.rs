@@ -586,3 +586,51 @@ fn untrusted_peer_input_is_refused_and_the_member_keeps_serving() {
         cluster.stop_all().await;
     });
 }
+
+/// The transport reports since when each peer's link has been up (what
+/// etcd's strict reconfiguration check reads): from the first connection
+/// on, unchanged while the peer stays up, none once it stops, and anew
+/// from its restart.
+#[test]
+fn a_peer_link_is_active_from_its_connection_until_the_peer_stops() {
+    runtime_test(async {
+        let mut cluster = Cluster::start(3).await;
+        cluster.wait_leader().await;
+        let active =
+            |cluster: &Cluster, peer: u64| cluster.members[&1].transport.active_since(peer);
+        wait_until("links from member 1 up", Duration::from_secs(10), || {
+            let up = active(&cluster, 2).is_some() && active(&cluster, 3).is_some();
+            async move { up }
+        })
+        .await;
+        assert_eq!(active(&cluster, 1), None, "no link to itself");
+        assert_eq!(active(&cluster, 99), None, "no link to an unknown peer");
+        let since = active(&cluster, 3).unwrap();
+        assert!(since <= Instant::now());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            active(&cluster, 3),
+            Some(since),
+            "a steady link keeps its start"
+        );
+
+        cluster.stop_member(3).await;
+        wait_until("link to member 3 down", Duration::from_secs(15), || {
+            let down = active(&cluster, 3).is_none();
+            async move { down }
+        })
+        .await;
+        assert!(
+            active(&cluster, 2).is_some(),
+            "member 2's link is untouched"
+        );
+
+        cluster.start_member(3, &ids(3), false).await;
+        wait_until("link to member 3 up again", Duration::from_secs(15), || {
+            let up = active(&cluster, 3).is_some_and(|t| t > since);
+            async move { up }
+        })
+        .await;
+        cluster.stop_all().await;
+    });
+}

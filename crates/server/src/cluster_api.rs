@@ -2,7 +2,7 @@
 //! as configuration changes carrying the member's record; etcd's strict
 //! reconfiguration checks guard the quorum.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ironcd_api::{ApiResult, ClusterApi, EtcdError, RequestContext};
 use ironcd_proto::etcdserverpb::cluster_client::ClusterClient;
@@ -23,7 +23,42 @@ use crate::server::{raft_error, EtcdServer};
 /// etcd promotes a learner once it has 90 % of the leader's log.
 const LEARNER_READY_PERCENT: f64 = 0.9;
 
+/// How long a peer's link must have been up for the strict
+/// reconfiguration check to count it as connected (etcd's
+/// `HealthInterval`).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 impl EtcdServer {
+    /// The voters (this member counted) that this member has been connected
+    /// to for [`HEALTH_INTERVAL`], and how many voters there are: etcd's
+    /// `numConnectedSince`.
+    fn connected_voters(&self) -> (usize, usize) {
+        let me = self.inner.node.id();
+        let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+        let voters: Vec<u64> = self
+            .state()
+            .members
+            .read()
+            .list()
+            .into_iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect();
+        let connected = voters
+            .iter()
+            .filter(|&&id| {
+                id == me
+                    || self
+                        .inner
+                        .transport
+                        .active_since(id)
+                        .zip(since)
+                        .is_some_and(|(up, since)| up <= since)
+            })
+            .count();
+        (connected, voters.len())
+    }
+
     fn started_voters(&self, except: u64) -> (usize, usize) {
         let members = self.state().members.read();
         let voters: Vec<Member> = members
@@ -53,9 +88,23 @@ impl EtcdServer {
         Ok(())
     }
 
+    /// etcd's order: the URLs, the strict reconfiguration check (enough
+    /// started voters for a new voter; this member connected to every
+    /// voter for a while, for any member), then the URL in use.
     fn check_add(&self, r: &MemberAddRequest) -> ApiResult<()> {
         if r.peer_ur_ls.is_empty() || !r.peer_ur_ls.iter().all(|u| is_peer_url(u)) {
             return Err(EtcdError::MemberBadUrls);
+        }
+        if !r.is_learner {
+            let (voters, started) = self.started_voters(0);
+            let (n, s) = (voters + 1, started);
+            if !(s == 1 && n == 2) && s < n / 2 + 1 {
+                return Err(EtcdError::MemberNotEnoughStarted);
+            }
+        }
+        let (connected, voters) = self.connected_voters();
+        if connected < voters {
+            return Err(EtcdError::Unhealthy);
         }
         if self
             .state()
@@ -66,12 +115,24 @@ impl EtcdServer {
         {
             return Err(EtcdError::PeerUrlExist);
         }
-        if !r.is_learner {
-            let (voters, started) = self.started_voters(0);
-            let (n, s) = (voters + 1, started);
-            if !(s == 1 && n == 2) && s < n / 2 + 1 {
-                return Err(EtcdError::MemberNotEnoughStarted);
-            }
+        Ok(())
+    }
+
+    /// etcd's strict reconfiguration check for removing voter `id`: enough
+    /// started voters remain, and, unless `id` is another member this one
+    /// is not connected to (a member down is not part of the active
+    /// quorum), the voters connected for a while stay a quorum without it.
+    fn check_remove_voter(&self, id: u64) -> ApiResult<()> {
+        let (voters, started) = self.started_voters(id);
+        if started < voters / 2 + 1 {
+            return Err(EtcdError::MemberNotEnoughStarted);
+        }
+        if id != self.inner.node.id() && self.inner.transport.active_since(id).is_none() {
+            return Ok(());
+        }
+        let (connected, voters) = self.connected_voters();
+        if connected.saturating_sub(1) < (voters - 1) / 2 + 1 {
+            return Err(EtcdError::Unhealthy);
         }
         Ok(())
     }
@@ -190,10 +251,7 @@ impl ClusterApi for EtcdServer {
             return Err(EtcdError::MemberNotFound);
         };
         if !member.is_learner {
-            let (voters, started) = self.started_voters(r.id);
-            if started < voters / 2 + 1 {
-                return Err(EtcdError::MemberNotEnoughStarted);
-            }
+            self.check_remove_voter(r.id)?;
         }
         self.change_membership(ConfChange::Remove(r.id), &member)
             .await?;

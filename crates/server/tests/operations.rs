@@ -737,3 +737,70 @@ fn member_and_cluster_ids_are_etcds_for_the_same_flags() {
         "member/cluster ids"
     );
 }
+
+/// The hex id of the member named `name`, from `member list` through `eps`.
+fn member_id(eps: &[String], name: &str) -> String {
+    let list = ok(etcdctl(eps, &["member", "list"]));
+    list.lines()
+        .find(|l| l.split(", ").nth(2) == Some(name))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{name} is not in {list}"))
+        .to_string()
+}
+
+/// etcd's strict reconfiguration check (`--strict-reconfig-check`, on by
+/// default), on etcd and on ironcd: with one of three members down, the
+/// member asked refuses to remove another live voter or to add a member
+/// ("unhealthy cluster": the change would leave the connected members
+/// short of a quorum), but removes the member that is down; with the two
+/// left connected, it adds a member again.
+#[test]
+fn reconfiguration_that_breaks_the_active_quorum_is_refused() {
+    for server in [Server::etcd(), ironcd!()] {
+        let name = server.name();
+        let mut cluster = Cluster::start(server, 3, Opts::default());
+        cluster.wait_for_leader();
+        let via = [cluster.host_port(0)];
+        let all: Vec<String> = (0..3).map(|i| cluster.host_port(i)).collect();
+        let (second, third) = (
+            member_id(&all, cluster.name(1)),
+            member_id(&all, cluster.name(2)),
+        );
+        cluster.kill(2);
+        // The killed member's sockets are closed by its kernel: the member
+        // asked sees that link go down within moments.
+        thread::sleep(Duration::from_secs(1));
+        let spare = cluster.opts().peer_scheme.loopback_url(free_ports(1)[0]);
+        let unhealthy = |out: Output| {
+            assert!(!out.status.success(), "{name}: accepted: {}", text(&out));
+            assert!(
+                text(&out).contains("etcdserver: unhealthy cluster"),
+                "{name}: {}",
+                text(&out)
+            );
+        };
+        unhealthy(etcdctl(&via, &["member", "remove", &second]));
+        let add_learner = [
+            "member",
+            "add",
+            "m4",
+            "--learner",
+            &format!("--peer-urls={spare}"),
+        ];
+        unhealthy(etcdctl(&via, &add_learner));
+        // Once the member asked sees the link to the killed one down, that
+        // one is not part of the active quorum and may go.
+        eventually(&format!("{name}: removing the member that is down"), || {
+            etcdctl(&via, &["member", "remove", &third])
+                .status
+                .success()
+                .then_some(())
+        });
+        eventually(&format!("{name}: adding a learner to the two left"), || {
+            etcdctl(&via, &add_learner).status.success().then_some(())
+        });
+        let list = ok(etcdctl(&via, &["member", "list"]));
+        assert_eq!(list.lines().count(), 3, "{name}: {list}");
+        assert!(list.contains(&spare), "{name}: {list}");
+    }
+}
