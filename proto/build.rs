@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors_path = out_dir.join("descriptors.bin");
     tonic_prost_build::configure()
+        // prost's wire format through a scratch Vec (see src/codec.rs).
+        .codec_path("crate::codec::VecCodec")
         .build_client(true)
         .build_server(true)
         .file_descriptor_set_path(&descriptors_path)

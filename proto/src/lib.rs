@@ -27,7 +27,9 @@
 //! **Architecture invariant:** this crate depends on no other ironcd crate;
 //! every other crate may depend on it. It holds generated code only — no
 //! validation, no conversions, no `tonic::Status` mapping (that is `api`'s,
-//! and so are the JSON gateway's rules beyond the generated serde impls).
+//! and so are the JSON gateway's rules beyond the generated serde impls) —
+//! and [`codec`], the wire codec the generated services and clients are
+//! built with (prost's encoding, made cheaper).
 //!
 //! ```
 //! use ironcd_proto::etcdserverpb::PutRequest;
@@ -45,6 +47,8 @@
 //! assert_eq!(bytes[0], (1 << 3) | 2);
 //! assert_eq!(PutRequest::decode(bytes.as_slice()).unwrap(), put);
 //! ```
+
+pub mod codec;
 
 /// Declares the module holding one proto package's generated code. The lints
 /// it relaxes are relaxed for generated code only.

@@ -83,7 +83,9 @@ pub(crate) fn serve<S: WatchApi>(
 ) -> WatchStream {
     let mut progress = tokio::time::interval(server.watch_progress_interval());
     progress.reset();
-    let task = ServerStream {
+    // Boxed: `unfold` moves its state into and out of each step's future,
+    // and a pointer is cheaper to move than the whole machine.
+    let task = Box::new(ServerStream {
         server,
         session,
         events,
@@ -97,7 +99,7 @@ pub(crate) fn serve<S: WatchApi>(
         progress_due: false,
         max_request_bytes,
         reading: true,
-    };
+    });
     let responses = futures_util::stream::unfold((task, true), |(mut task, mut open)| async move {
         loop {
             if let Some(response) = task.out.pop_front() {

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use ironcd_bench::Cli;
 
+/// The load generator shares the machine with the server it measures:
+/// mimalloc keeps its own cost (and glibc's arena-lock futexes under
+/// many client threads) from eating into the server's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

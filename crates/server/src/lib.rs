@@ -19,6 +19,7 @@
 
 mod apply;
 mod cluster_api;
+mod coalesce;
 mod codec;
 pub mod compactor;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Listeners: accepted connections through TLS when the URL is
 //! `https://` (both schemes on one port when a host is given with both),
-//! then through the `:authority` repair, into hyper's HTTP/1 and HTTP/2
+//! then through the `:authority` repair and the gathering of writes
+//! ([`CoalesceIo`]), into hyper's HTTP/1 and HTTP/2
 //! server (with etcd's stream limit, [`ConnLimits`]) and the axum router;
 //! the verified client certificate's common name reaches every request as
 //! a [`VerifiedClientName`].
@@ -19,6 +20,7 @@ use ironcd_tls::{Acceptor, Conn, Incoming, Mode, TlsInfo, HANDSHAKE_TIMEOUT};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::coalesce::CoalesceIo;
 use crate::error::{Error, Result};
 
 /// An axum listener over handshaken connections.
@@ -119,7 +121,7 @@ pub fn serve(
                 hyper::service::Service::call(&router, request)
             });
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .serve_connection_with_upgrades(TokioIo::new(CoalesceIo::new(io)), service)
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use ironcd_server::flags::{self, Action};
 
+/// mimalloc instead of glibc's malloc: the applier allocates what the
+/// runtime's threads free (watch events, responses), and glibc's arenas
+/// then contend on their locks, a futex system call a time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `ironcd snapshot restore FILE [etcd flags]`: see `ironcd_server::restore`.
 fn restore(mut args: Vec<std::ffi::OsString>) -> ExitCode {
     let file = std::path::PathBuf::from(args.remove(3));

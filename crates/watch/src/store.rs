@@ -1,6 +1,7 @@
 //! The watchable store: the three groups, matching at commit, and the
 //! background loop that syncs unsynced watchers and retries victims.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -13,6 +14,10 @@ use tokio::sync::mpsc;
 use crate::group::{KeyRange, SyncedIndex, WatcherKey};
 use crate::history::{History, HistoryError};
 use crate::stream::WatchResponse;
+
+/// The hasher of the maps keyed by watcher: seeded per process, and much
+/// cheaper per lookup than SipHash on the commit path.
+type FastHash = foldhash::fast::RandomState;
 
 /// How often the unsynced group is synced when nothing wakes the loop
 /// sooner (etcd: 100 ms).
@@ -93,9 +98,9 @@ struct Groups {
     /// The newest revision whose events were matched: every synced
     /// watcher has been sent everything up to it.
     notified_rev: i64,
-    watchers: HashMap<WatcherKey, Watcher>,
+    watchers: HashMap<WatcherKey, Watcher, FastHash>,
     synced: SyncedIndex,
-    unsynced: HashSet<WatcherKey>,
+    unsynced: HashSet<WatcherKey, FastHash>,
     victims: Vec<(WatcherKey, WatchResponse)>,
 }
 
@@ -132,28 +137,41 @@ impl Groups {
     }
 
     /// Sends `resp` to `key`'s stream; on a full buffer the watcher becomes
-    /// a victim holding it. `false` if the stream is gone.
-    fn deliver(&mut self, key: WatcherKey, resp: WatchResponse) -> bool {
-        let Some(w) = self.watchers.get(&key) else {
-            return false;
+    /// a victim holding it; a watcher whose stream is gone is dropped.
+    fn deliver(&mut self, key: WatcherKey, resp: WatchResponse) -> Delivery {
+        let Some(w) = self.watchers.get_mut(&key) else {
+            return Delivery::Gone;
         };
+        if resp.compact_revision == 0 {
+            w.min_rev = w.min_rev.max(resp.revision + 1);
+        }
         match w.tx.try_send(resp) {
-            Ok(()) => true,
+            Ok(()) => Delivery::Sent,
             Err(mpsc::error::TrySendError::Full(resp)) => {
                 self.detach(key);
                 if let Some(w) = self.watchers.get_mut(&key) {
                     w.group = Group::Victim;
                 }
                 self.victims.push((key, resp));
-                true
+                Delivery::Victim
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.detach(key);
                 self.watchers.remove(&key);
-                false
+                Delivery::Gone
             }
         }
     }
+}
+
+/// What became of a response handed to a watcher's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delivery {
+    Sent,
+    /// The stream's buffer was full: the watcher is a victim holding it.
+    Victim,
+    /// The watcher or its stream is gone.
+    Gone,
 }
 
 struct Inner {
@@ -256,7 +274,10 @@ impl WatchableStore {
         if groups.synced.len() == 0 {
             return;
         }
-        let mut per_watcher: HashMap<WatcherKey, Vec<Event>> = HashMap::new();
+        // Each matched watcher's share of the txn's events, in event
+        // order; the index is needed only when there is more than one.
+        let mut shares: Vec<(WatcherKey, Vec<Event>)> = Vec::new();
+        let mut share_of: HashMap<WatcherKey, usize, FastHash> = HashMap::default();
         let mut matched = Vec::new();
         for e in events {
             let Some(kv) = &e.kv else { continue };
@@ -269,20 +290,24 @@ impl WatchableStore {
                 if w.min_rev > rev || !w.wants(e) {
                     continue;
                 }
-                per_watcher.entry(*key).or_default().push(e.clone());
+                if events.len() == 1 {
+                    // A watcher is matched once per key.
+                    shares.push((*key, vec![e.clone()]));
+                    continue;
+                }
+                match share_of.entry(*key) {
+                    Entry::Occupied(i) => shares[*i.get()].1.push(e.clone()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(shares.len());
+                        shares.push((*key, vec![e.clone()]));
+                    }
+                }
             }
         }
         let mut victims = false;
-        for (key, events) in per_watcher {
-            let resp = WatchResponse::events(key.id, rev, events);
-            if let Some(w) = groups.watchers.get_mut(&key) {
-                w.min_rev = rev + 1;
-            }
-            groups.deliver(key, resp);
-            victims |= groups
-                .watchers
-                .get(&key)
-                .is_some_and(|w| w.group == Group::Victim);
+        for (key, events) in shares {
+            let delivery = groups.deliver(key, WatchResponse::events(key.id, rev, events));
+            victims |= delivery == Delivery::Victim;
         }
         drop(groups);
         if victims {
@@ -478,12 +503,9 @@ impl Inner {
                 // wait for events that never come, and count it as synced.
                 for (key, min_rev) in &batch {
                     if *min_rev < compact && groups.unsynced.contains(key) {
-                        groups.deliver(*key, WatchResponse::compacted(key.id, compact));
-                        let told = groups
-                            .watchers
-                            .get(key)
-                            .is_some_and(|w| w.group != Group::Victim);
-                        if told {
+                        let delivery =
+                            groups.deliver(*key, WatchResponse::compacted(key.id, compact));
+                        if delivery == Delivery::Sent {
                             groups.detach(*key);
                             groups.watchers.remove(key);
                         }
@@ -534,12 +556,7 @@ impl Inner {
             let mut victim = false;
             for resp in responses {
                 let rev = resp.revision;
-                groups.deliver(key, resp);
-                if groups
-                    .watchers
-                    .get(&key)
-                    .is_none_or(|w| w.group == Group::Victim)
-                {
+                if groups.deliver(key, resp) != Delivery::Sent {
                     victim = true;
                     next = rev + 1;
                     break;
