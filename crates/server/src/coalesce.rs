@@ -221,7 +221,11 @@ mod tests {
 
         // The first poll of a flush yields (and wakes itself); nothing came
         // meanwhile, so the next writes.
-        assert_eq!(flush_counting_polls(&mut io).await, 2, "one yield, then the write");
+        assert_eq!(
+            flush_counting_polls(&mut io).await,
+            2,
+            "one yield, then the write"
+        );
         assert_eq!(io.inner.writes.len(), 1, "one write for four");
         assert_eq!(all(&io.inner), b"one two three four");
         assert_eq!(io.inner.flushes, 1);
