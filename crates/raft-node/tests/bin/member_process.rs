@@ -5,7 +5,7 @@
 //! answering on stdout:
 //!
 //! * `propose <payload>` → `ack <payload> <index>` or `err <payload> <why>`;
-//! * `status` → `status <id> <role> <applied>`;
+//! * `status` → `status <id> <role> <applied> <first-index>`;
 //! * `block <to>` drops what this member sends to `to`; `heal` undoes it;
 //! * `add-peer <id> <addr>` tells the transport of a new member;
 //! * `conf <add-learner|promote|remove> <id>` → `conf-ok <kind> <id>` or
@@ -136,8 +136,8 @@ async fn run(args: Args) {
             let status = member.status().await;
             let _ = out_tx
                 .send(format!(
-                    "status {} {:?} {}",
-                    status.id, status.role, status.applied
+                    "status {} {:?} {} {}",
+                    status.id, status.role, status.applied, status.first_index
                 ))
                 .await;
         }
