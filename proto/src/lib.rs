@@ -28,8 +28,10 @@
 //! every other crate may depend on it. It holds generated code only — no
 //! validation, no conversions, no `tonic::Status` mapping (that is `api`'s,
 //! and so are the JSON gateway's rules beyond the generated serde impls) —
-//! and [`codec`], the wire codec the generated services and clients are
-//! built with (prost's encoding, made cheaper).
+//! and two pieces of wire encoding: [`codec`], the codec the generated
+//! services and clients are built with (prost's encoding, made cheaper),
+//! and [`watch_reply`], the Watch service's outgoing message, whose events
+//! are encoded once for every watcher they reach.
 //!
 //! ```
 //! use ironcd_proto::etcdserverpb::PutRequest;
@@ -49,6 +51,7 @@
 //! ```
 
 pub mod codec;
+pub mod watch_reply;
 
 /// Declares the module holding one proto package's generated code. The lints
 /// it relaxes are relaxed for generated code only.

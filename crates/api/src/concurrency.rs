@@ -238,7 +238,7 @@ impl<S: KvApi + WatchApi + LeaseApi> Client<'_, S> {
                     && batch
                         .events
                         .iter()
-                        .any(|e| e.r#type == EventType::Delete as i32)
+                        .any(|e| e.event().r#type == EventType::Delete as i32)
             };
             if deleted(mine) {
                 return Ok(Waited::Lost);

@@ -221,9 +221,9 @@ async fn observe_loop<S: KvApi + WatchApi + LeaseApi>(
                     let batch = watch.next().await?;
                     let put = batch
                         .events
-                        .into_iter()
-                        .find(|e| e.r#type == EventType::Put as i32)
-                        .and_then(|e| e.kv);
+                        .iter()
+                        .find(|e| e.event().r#type == EventType::Put as i32)
+                        .and_then(|e| e.event().kv.clone());
                     if let Some(kv) = put {
                         header = server.watch_header(kv.mod_revision);
                         break kv;
@@ -239,12 +239,13 @@ async fn observe_loop<S: KvApi + WatchApi + LeaseApi>(
         'leader: loop {
             let batch = watch.next().await?;
             let header = server.watch_header(batch.revision);
-            for event in batch.events {
+            for event in &batch.events {
+                let event = event.event();
                 if event.r#type == EventType::Delete as i32 {
                     break 'leader;
                 }
-                if let Some(kv) = event.kv {
-                    send(out, header, kv).await?;
+                if let Some(kv) = &event.kv {
+                    send(out, header, kv.clone()).await?;
                 }
             }
         }

@@ -34,6 +34,7 @@ mod service;
 pub mod traits;
 pub mod validate;
 mod watch;
+mod watch_grpc;
 
 pub use context::{
     RequestContext, VerifiedClientName, FORWARDED_METADATA_KEY, REQUIRE_LEADER_METADATA_KEY,

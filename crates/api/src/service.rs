@@ -6,7 +6,6 @@ use ironcd_proto::etcdserverpb::cluster_server::{Cluster, ClusterServer};
 use ironcd_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use ironcd_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
 use ironcd_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
-use ironcd_proto::etcdserverpb::watch_server::{Watch, WatchServer};
 use ironcd_proto::etcdserverpb::*;
 use ironcd_proto::v3electionpb::election_server::{Election, ElectionServer};
 use ironcd_proto::v3electionpb::{
@@ -21,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::traits::{ApiResult, EtcdApi};
 use crate::validate::{self, Limits};
+use crate::watch_grpc::WatchService;
 use crate::EtcdError;
 use crate::RequestContext;
 
@@ -92,11 +92,7 @@ impl<S: EtcdApi> Services<S> {
                 .max_decoding_message_size(recv)
                 .max_encoding_message_size(MAX_SEND_BYTES),
         )
-        .add_service(
-            WatchServer::new(self.clone())
-                .max_decoding_message_size(recv)
-                .max_encoding_message_size(MAX_SEND_BYTES),
-        )
+        .add_service(WatchService::new(self.clone(), recv, MAX_SEND_BYTES))
         .add_service(self.lease_service())
         .add_service(
             ElectionServer::new(self.clone())
@@ -266,14 +262,12 @@ impl<S: EtcdApi> Maintenance for Services<S> {
     }
 }
 
-#[tonic::async_trait]
-impl<S: EtcdApi> Watch for Services<S> {
-    type WatchStream = crate::watch::WatchStream;
-
-    async fn watch(
+impl<S: EtcdApi> Services<S> {
+    /// etcd's `Watch.Watch` (routed by [`WatchService`]).
+    pub(crate) async fn watch(
         &self,
         r: Request<tonic::Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<crate::watch::WatchStream>, Status> {
         let ctx = self.admit(&r).await?;
         let (session, events) = self.server.open_watch(&ctx)?;
         Ok(Response::new(crate::watch::serve(

@@ -147,8 +147,9 @@ pub trait MaintenanceApi: Send + Sync + 'static {
 pub struct WatchEvents {
     /// The watcher, or -1.
     pub watch_id: i64,
-    /// The events (without `prev_kv`; the service adds it).
-    pub events: Vec<ironcd_proto::mvccpb::Event>,
+    /// The events (without `prev_kv`; the service adds it), each shared
+    /// with the other watchers it reached.
+    pub events: Vec<std::sync::Arc<ironcd_proto::watch_reply::SharedEvent>>,
     /// The revision the response speaks for.
     pub revision: i64,
     /// Non-zero: compacted at this revision, the watcher is gone.

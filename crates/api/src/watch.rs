@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use ironcd_proto::etcdserverpb::watch_request::RequestUnion;
 use ironcd_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use ironcd_proto::mvccpb::event::EventType;
+use ironcd_proto::mvccpb::{event::EventType, Event};
+use ironcd_proto::watch_reply::WatchReply;
 use prost::Message;
 use tokio::time::Interval;
 use tokio_stream::{Stream, StreamExt};
@@ -38,8 +39,9 @@ const PROGRESS_RETRY: Duration = Duration::from_millis(100);
 /// leader.
 pub(crate) const LEADER_CHECK: Duration = Duration::from_millis(500);
 
-/// What the service hands tonic.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+/// What the service hands tonic: a watcher's events go out in their
+/// shared encoding ([`WatchReply::Shared`]), everything else as a message.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchReply, Status>> + Send>>;
 
 /// Per-watcher options the stream keeps (the store does not need them).
 #[derive(Default)]
@@ -62,8 +64,9 @@ struct ServerStream<S: WatchApi> {
     /// Responses of the last step, handed out before the next step runs:
     /// one step makes at most one request's answer or one batch's
     /// fragments.
-    out: VecDeque<Result<WatchResponse, Status>>,
-    watchers: HashMap<i64, Options>,
+    out: VecDeque<Result<WatchReply, Status>>,
+    /// Looked up for every response: hashed with foldhash, not SipHash.
+    watchers: HashMap<i64, Options, foldhash::fast::RandomState>,
     /// A progress request that found watchers behind, to retry.
     progress_due: bool,
     max_request_bytes: usize,
@@ -95,7 +98,7 @@ pub(crate) fn serve<S: WatchApi>(
         retry: tokio::time::interval(PROGRESS_RETRY),
         leader: tokio::time::interval(LEADER_CHECK),
         out: VecDeque::new(),
-        watchers: HashMap::new(),
+        watchers: HashMap::default(),
         progress_due: false,
         max_request_bytes,
         reading: true,
@@ -120,6 +123,13 @@ impl<S: WatchApi> ServerStream<S> {
     /// (after what is queued has been sent).
     async fn step(&mut self) -> bool {
         tokio::select! {
+            // In this order, not at random: a stream woken for its events
+            // (nearly every wake-up) takes them without first polling its
+            // HTTP/2 body, which locks the connection's state. The request
+            // stream's waker stays registered meanwhile, and the channel's
+            // cooperative budget makes it yield to requests now and then.
+            biased;
+            Some(batch) = self.events.next() => self.events(batch).await,
             request = self.requests.message(), if self.reading => match request {
                 Ok(Some(request)) => self.request(request).await,
                 // The client closed its side: etcd's receive loop ends
@@ -132,7 +142,6 @@ impl<S: WatchApi> ServerStream<S> {
                 // The stream broke: etcd ends the whole stream then.
                 Err(_) => false,
             },
-            Some(batch) = self.events.next() => self.events(batch).await,
             _ = self.progress.tick() => self.progress_tick().await,
             _ = self.retry.tick(), if self.progress_due => {
                 self.progress_due = !self.session.progress_all();
@@ -150,8 +159,8 @@ impl<S: WatchApi> ServerStream<S> {
     }
 
     /// Queues `response`; the stream goes on.
-    async fn send(&mut self, response: WatchResponse) -> bool {
-        self.out.push_back(Ok(response));
+    async fn send(&mut self, response: impl Into<WatchReply>) -> bool {
+        self.out.push_back(Ok(response.into()));
         true
     }
 
@@ -235,7 +244,25 @@ impl<S: WatchApi> ServerStream<S> {
             }
             return true;
         };
-        let mut events = batch.events;
+        if !batch.events.is_empty() {
+            if let Some(sent) = options.progress.as_mut() {
+                *sent = false;
+            }
+        }
+        let header = self.server.watch_header(batch.revision);
+        let canceled = batch.compact_revision != 0;
+        if !options.prev_kv && !options.fragment && !canceled {
+            // The common case: the events as they are shared by every
+            // watcher they reached, encoded once for all of them.
+            return self
+                .send(WatchReply::Shared {
+                    header,
+                    watch_id: batch.watch_id,
+                    events: batch.events,
+                })
+                .await;
+        }
+        let mut events: Vec<Event> = batch.events.iter().map(|e| e.event().clone()).collect();
         if options.prev_kv {
             for e in &mut events {
                 let Some(kv) = &e.kv else { continue };
@@ -245,18 +272,12 @@ impl<S: WatchApi> ServerStream<S> {
                 }
             }
         }
-        if !events.is_empty() {
-            if let Some(sent) = options.progress.as_mut() {
-                *sent = false;
-            }
-        }
         let fragment = options.fragment;
-        let canceled = batch.compact_revision != 0;
         if canceled {
             self.watchers.remove(&batch.watch_id);
         }
         let response = WatchResponse {
-            header: Some(self.server.watch_header(batch.revision)),
+            header: Some(header),
             watch_id: batch.watch_id,
             compact_revision: batch.compact_revision,
             canceled,
@@ -318,7 +339,7 @@ fn fragments(response: WatchResponse, max_bytes: usize) -> Vec<WatchResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ironcd_proto::mvccpb::{Event, KeyValue};
+    use ironcd_proto::mvccpb::KeyValue;
 
     fn event(size: usize) -> Event {
         Event {

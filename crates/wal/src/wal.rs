@@ -290,10 +290,10 @@ impl Wal {
 
     /// Writes `buf` at the tail, then fdatasyncs it when `sync`.
     fn append(&mut self, crc: u32, sync: bool) -> Result<()> {
-        let path = self.tail_path();
+        // The path is for an error's message only: made when one happens.
         let result = self
             .write_buf()
-            .map_err(|e| Error::io("write", &path, e))
+            .map_err(|e| Error::io("write", self.tail_path(), e))
             .and_then(|()| {
                 crate::metrics::WRITE_BYTES.add(self.buf.len() as u64);
                 if !sync {
@@ -303,7 +303,7 @@ impl Wal {
                 let synced = self
                     .tail
                     .sync_data()
-                    .map_err(|e| Error::io("fdatasync", &path, e));
+                    .map_err(|e| Error::io("fdatasync", self.tail_path(), e));
                 crate::metrics::FSYNC_SECONDS.observe_duration(started.elapsed());
                 synced
             });

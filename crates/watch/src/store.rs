@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ironcd_proto::mvccpb::{event::EventType, Event};
+use ironcd_proto::watch_reply::SharedEvent;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::mpsc;
 
@@ -276,13 +277,18 @@ impl WatchableStore {
         }
         // Each matched watcher's share of the txn's events, in event
         // order; the index is needed only when there is more than one.
-        let mut shares: Vec<(WatcherKey, Vec<Event>)> = Vec::new();
+        // Every watcher an event reaches shares one copy of it.
+        let mut shares: Vec<(WatcherKey, Vec<Arc<SharedEvent>>)> = Vec::new();
         let mut share_of: HashMap<WatcherKey, usize, FastHash> = HashMap::default();
         let mut matched = Vec::new();
         for e in events {
             let Some(kv) = &e.kv else { continue };
             matched.clear();
             groups.synced.matching(&kv.key, &mut matched);
+            let mut shared: Option<Arc<SharedEvent>> = None;
+            if events.len() == 1 {
+                shares.reserve_exact(matched.len());
+            }
             for key in &matched {
                 let Some(w) = groups.watchers.get(key) else {
                     continue;
@@ -290,16 +296,19 @@ impl WatchableStore {
                 if w.min_rev > rev || !w.wants(e) {
                     continue;
                 }
+                let event = shared
+                    .get_or_insert_with(|| SharedEvent::new(e.clone()))
+                    .clone();
                 if events.len() == 1 {
                     // A watcher is matched once per key.
-                    shares.push((*key, vec![e.clone()]));
+                    shares.push((*key, vec![event]));
                     continue;
                 }
                 match share_of.entry(*key) {
-                    Entry::Occupied(i) => shares[*i.get()].1.push(e.clone()),
+                    Entry::Occupied(i) => shares[*i.get()].1.push(event),
                     Entry::Vacant(slot) => {
                         slot.insert(shares.len());
-                        shares.push((*key, vec![e.clone()]));
+                        shares.push((*key, vec![event]));
                     }
                 }
             }
@@ -491,7 +500,13 @@ impl Inner {
         let current = self.history.current_rev();
         let read = self
             .history
-            .events(from, current, self.config.max_events_per_sync);
+            .events(from, current, self.config.max_events_per_sync)
+            // Shared by every watcher they reach, made outside the lock.
+            .map(|(events, last)| {
+                let events: Vec<Arc<SharedEvent>> =
+                    events.into_iter().map(SharedEvent::new).collect();
+                (events, last)
+            });
         let mut groups = self.groups.lock();
         let (events, last) = match read {
             Ok(read) => read,
@@ -533,8 +548,8 @@ impl Inner {
             let mut responses: Vec<WatchResponse> = Vec::new();
             let mut revisions_in_last = 0;
             for e in &events {
-                let rev = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
-                if rev < from_rev || !w.wants(e) {
+                let rev = e.event().kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                if rev < from_rev || !w.wants(e.event()) {
                     continue;
                 }
                 match responses.last_mut() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ironcd_proto::mvccpb::Event;
+use ironcd_proto::watch_reply::SharedEvent;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
@@ -23,8 +23,9 @@ pub struct WatchResponse {
     pub watch_id: WatchId,
     /// The events, in revision order: those of one revision when the
     /// watcher is synced; of up to 1 000 whole revisions when it catches
-    /// up (as etcd batches them); none for progress.
-    pub events: Vec<Event>,
+    /// up (as etcd batches them); none for progress. Each is shared with
+    /// the other watchers it reached.
+    pub events: Vec<Arc<SharedEvent>>,
     /// The revision the response speaks for (its header's revision): its
     /// last event's.
     pub revision: i64,
@@ -34,7 +35,7 @@ pub struct WatchResponse {
 }
 
 impl WatchResponse {
-    pub(crate) fn events(watch_id: WatchId, revision: i64, events: Vec<Event>) -> Self {
+    pub(crate) fn events(watch_id: WatchId, revision: i64, events: Vec<Arc<SharedEvent>>) -> Self {
         WatchResponse {
             watch_id,
             events,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ironcd_backend::{BackendConfig, MemBackend};
 use ironcd_mvcc::{Observer, Store, StoreConfig};
 use ironcd_proto::mvccpb::{event::EventType, Event};
+use ironcd_proto::watch_reply::SharedEvent;
 use ironcd_watch::{
     History, WatchConfig, WatchRequest, WatchResponse, WatchStream, WatchableStore,
 };
@@ -238,7 +239,7 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
                     .iter()
                     .position(|w| w.stream == s && w.id == resp.watch_id)
                     .expect("a response for a known watcher");
-                got[i].push((resp.revision, resp.events));
+                got[i].push((resp.revision, plain(resp.events)));
             }
         }
         if !any {
@@ -253,7 +254,7 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
                 .iter()
                 .position(|w| w.stream == s && w.id == resp.watch_id)
                 .unwrap();
-            got[i].push((resp.revision, resp.events));
+            got[i].push((resp.revision, plain(resp.events)));
         }
     }
     expected.into_iter().zip(got).collect()
@@ -322,7 +323,7 @@ fn a_slow_stream_gets_every_event_and_writers_never_wait() {
     while next < writes + 2 && Instant::now() < deadline {
         match rx.try_recv() {
             Ok(resp) => {
-                for e in &resp.events {
+                for e in plain(resp.events) {
                     let rev = e.kv.as_ref().unwrap().mod_revision;
                     assert_eq!(rev, next, "in order, no gap, no repeat");
                     next += 1;
@@ -371,10 +372,15 @@ fn events(rx: &mut mpsc::Receiver<WatchResponse>, n: usize) -> Vec<Event> {
     while out.len() < n {
         let resp = recv(rx);
         assert_eq!(resp.compact_revision, 0);
-        out.extend(resp.events);
+        out.extend(plain(resp.events));
     }
     assert_eq!(out.len(), n, "no more than asked for");
     out
+}
+
+/// A response's events, out of their shared form.
+fn plain(events: Vec<Arc<SharedEvent>>) -> Vec<Event> {
+    events.iter().map(|e| e.event().clone()).collect()
 }
 
 fn revisions(events: &[Event]) -> Vec<i64> {
@@ -548,7 +554,7 @@ fn progress_on_a_slow_stream_never_runs_ahead_of_its_events() {
                 );
             }
             Ok(resp) => {
-                for e in &resp.events {
+                for e in plain(resp.events) {
                     let rev = e.kv.as_ref().unwrap().mod_revision;
                     assert_eq!(rev, next, "in order, no gap, no repeat");
                     next += 1;
@@ -587,8 +593,8 @@ fn a_compaction_cancel_waits_for_room_in_a_full_buffer() {
     }
     store.compact(8).unwrap().wait().unwrap();
     // Room for the held response; the watcher then needs 4.., compacted.
-    assert_eq!(revisions(&recv(&mut rx).events), vec![2]);
-    assert_eq!(revisions(&recv(&mut rx).events), vec![3]);
+    assert_eq!(revisions(&plain(recv(&mut rx).events)), vec![2]);
+    assert_eq!(revisions(&plain(recv(&mut rx).events)), vec![3]);
     let cancel = recv(&mut rx);
     assert_eq!((cancel.watch_id, cancel.compact_revision), (id, 8));
     assert_eq!(watchable.watcher_count(), 0);

@@ -49,10 +49,10 @@ use ironcd_proto::etcdserverpb::cluster_server::Cluster;
 use ironcd_proto::etcdserverpb::kv_server::Kv;
 use ironcd_proto::etcdserverpb::lease_server::Lease;
 use ironcd_proto::etcdserverpb::maintenance_server::Maintenance;
-use ironcd_proto::etcdserverpb::watch_server::Watch;
 use ironcd_proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
 use ironcd_proto::v3electionpb::election_server::Election;
 use ironcd_proto::v3lockpb::lock_server::Lock;
+use ironcd_proto::watch_reply::WatchReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -461,7 +461,10 @@ fn watch_route<S: EtcdApi>(services: &Services<S>, limits: BodyLimits) -> Method
         let services = services.clone();
         async move {
             bidi::<WatchRequest, _, _, _, _>(request, limits, AfterBody::HoldOpen, |r| async move {
-                Watch::watch(&services, r).await
+                // The gateway writes each response's fields as JSON: the
+                // shared events are copied out.
+                let response = services.watch(r).await?;
+                Ok(response.map(|replies| replies.map(|r| r.map(WatchReply::into_message))))
             })
             .await
         }
