@@ -114,34 +114,12 @@ impl Processes {
         }
     }
 
-    /// Asks every running member for its status until one leads.
-    fn leader(&mut self) -> u64 {
+    /// Asks every running member for its status, a round every 200 ms,
+    /// handing each status line (the sender's id and the line's words) to
+    /// `on_status` until it answers true. False if 30 s pass first.
+    fn status_rounds(&mut self, mut on_status: impl FnMut(u64, &[&str]) -> bool) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            for id in self.running.keys().copied().collect::<Vec<_>>() {
-                self.send(id, "status");
-            }
-            let until = Instant::now() + Duration::from_millis(200);
-            while let Ok((_, line)) = self
-                .lines
-                .recv_timeout(until.saturating_duration_since(Instant::now()))
-            {
-                let words: Vec<&str> = line.split(' ').collect();
-                if words[0] == "status" && words[2] == format!("{:?}", Role::Leader) {
-                    return words[1].parse().unwrap();
-                }
-            }
-            assert!(Instant::now() < deadline, "no leader among the processes");
-        }
-    }
-
-    /// Waits until every running member's log starts past `index`: a
-    /// member behind it can only catch up by snapshot. The snapshot and the
-    /// compaction after it trail the apply, on a loaded machine by a while.
-    fn wait_compacted_past(&mut self, index: u64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut compacted = BTreeSet::new();
-        while compacted.len() < self.running.len() {
+        while Instant::now() < deadline {
             for id in self.running.keys().copied().collect::<Vec<_>>() {
                 self.send(id, "status");
             }
@@ -151,17 +129,45 @@ impl Processes {
                 .recv_timeout(until.saturating_duration_since(Instant::now()))
             {
                 let words: Vec<&str> = line.split(' ').collect();
-                if words[0] == "status" && words[4].parse::<u64>().unwrap() > index + 1 {
-                    compacted.insert(id);
+                if words[0] == "status" && on_status(id, &words) {
+                    return true;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "only members {:?} of {:?} compacted their logs past {index}",
-                compacted,
-                self.running.keys().collect::<Vec<_>>()
-            );
         }
+        false
+    }
+
+    /// Asks every running member for its status until one leads.
+    fn leader(&mut self) -> u64 {
+        let mut leader = None;
+        let found = self.status_rounds(|_, words| {
+            if words[2] == format!("{:?}", Role::Leader) {
+                leader = Some(words[1].parse().unwrap());
+            }
+            leader.is_some()
+        });
+        assert!(found, "no leader among the processes");
+        leader.unwrap()
+    }
+
+    /// Waits until every running member's log starts past `index`: a
+    /// member behind it can only catch up by snapshot. The snapshot and the
+    /// compaction after it trail the apply, on a loaded machine by a while.
+    fn wait_compacted_past(&mut self, index: u64) {
+        let members = self.running.len();
+        let mut compacted = BTreeSet::new();
+        let done = self.status_rounds(|id, words| {
+            if words[4].parse::<u64>().unwrap() > index + 1 {
+                compacted.insert(id);
+            }
+            compacted.len() == members
+        });
+        assert!(
+            done,
+            "only members {:?} of {:?} compacted their logs past {index}",
+            compacted,
+            self.running.keys().collect::<Vec<_>>()
+        );
     }
 
     /// Has the leader make a membership change, retrying until it commits.
