@@ -840,10 +840,10 @@ fn patch_from_watches(
     // (key, value) → (its put's revision, when a watcher first saw it).
     let mut seen: HashMap<Persisted, (i64, u64)> = HashMap::new();
     for log in logs {
-        for (event, at_ns) in log.puts() {
+        for (kv, at_ns) in log.written() {
             let entry = seen
-                .entry((event.kv.key.clone(), event.kv.value.clone()))
-                .or_insert((event.kv.mod_revision, at_ns));
+                .entry((kv.key.clone(), kv.value.clone()))
+                .or_insert((kv.mod_revision, at_ns));
             entry.1 = entry.1.min(at_ns);
         }
     }
@@ -1138,6 +1138,68 @@ mod tests {
                 revision: 5,
                 succeeded: true
             })
+        );
+    }
+
+    fn kv(key: &str, value: &str, mod_revision: i64) -> linearizability::KeyValue {
+        linearizability::KeyValue {
+            key: key.into(),
+            value: value.into(),
+            create_revision: 1,
+            mod_revision,
+            version: 1,
+            lease: 0,
+        }
+    }
+
+    /// Two puts fail at a crash and both were persisted, at 5 and 6; the
+    /// first was overwritten before anyone read it, so only the later
+    /// put's event shows it, as `prev_kv`. That pins it to 5: the
+    /// checker may not give 5 to the other.
+    #[test]
+    fn a_failed_put_is_pinned_by_a_later_events_prev_kv() {
+        let put = |client, call_ns, key: &str, value: &str| {
+            Operation::failed(
+                client,
+                call_ns,
+                Request::Put {
+                    key: key.into(),
+                    value: value.into(),
+                    lease: 0,
+                },
+            )
+        };
+        let history = History::new(vec![put(1, 10, "a", "x"), put(2, 11, "b", "y")]);
+        let log = WatchLog {
+            member: 0,
+            sessions: vec![Session {
+                start_revision: 7,
+                responses: vec![Received {
+                    revision: 7,
+                    events: vec![WatchEvent {
+                        put: true,
+                        kv: kv("a", "z", 7),
+                        prev_kv: Some(kv("a", "x", 5)),
+                    }],
+                    compact_revision: 0,
+                    canceled: false,
+                    at_ns: 200,
+                }],
+            }],
+        };
+        let (patched, complete) = patch_from_watches(&history, &[log], 0);
+        assert_eq!(complete, 0);
+        let first = patched
+            .operations
+            .iter()
+            .find(|op| op.client == 1)
+            .expect("the put shown by prev_kv stays");
+        assert_eq!(first.return_ns, Some(200));
+        assert_eq!(first.response, Some(Response::Put { revision: 5 }));
+        let second = patched.operations.iter().find(|op| op.client == 2);
+        assert!(
+            second.is_none_or(|op| op.response.is_none()),
+            "nothing shows the other put's revision: {second:?}"
         );
     }
 }

@@ -87,6 +87,21 @@ impl WatchLog {
             .filter(|(e, _)| e.put)
     }
 
+    /// Every kv it showed as written, with the arrival of the response
+    /// that showed it: each put event's kv and each event's `prev_kv`. A
+    /// write only ever seen as the key's value before a later event (it
+    /// was overwritten before any read) is pinned by the `prev_kv`.
+    pub fn written(&self) -> impl Iterator<Item = (&KeyValue, u64)> {
+        self.sessions
+            .iter()
+            .flat_map(|s| &s.responses)
+            .flat_map(|r| r.events.iter().map(move |e| (e, r.at_ns)))
+            .flat_map(|(e, at_ns)| {
+                let kv = e.put.then_some(&e.kv);
+                kv.into_iter().chain(&e.prev_kv).map(move |kv| (kv, at_ns))
+            })
+    }
+
     /// The newest revision whose events it received (not counting
     /// progress notifications: a wrong one must not make a watcher with a
     /// gap look complete; every write of the traffic makes an event).
