@@ -46,8 +46,9 @@ impl Default for StoreConfig {
 /// order and the txn gate): keep it quick, and never open a txn — read or
 /// write — on the store from it, or a waiting compaction deadlocks it.
 pub trait Observer: Send + Sync {
-    /// `events` were committed at main revision `rev`.
-    fn on_commit(&self, rev: i64, events: &[Event]);
+    /// `events` were committed at main revision `rev`; they are the
+    /// observer's to keep.
+    fn on_commit(&self, rev: i64, events: Vec<Event>);
 }
 
 /// Options of a range read.
@@ -754,7 +755,7 @@ impl<B: Backend> Drop for TxnWrite<'_, B> {
             drop(tx);
         }
         if let Some(observer) = self.inner.observer.read().clone() {
-            observer.on_commit(rev, &self.changes);
+            observer.on_commit(rev, std::mem::take(&mut self.changes));
         }
     }
 }

@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 struct Recorder(Mutex<Vec<(i64, Vec<Event>)>>);
 
 impl Observer for Recorder {
-    fn on_commit(&self, rev: i64, events: &[Event]) {
-        self.0.lock().push((rev, events.to_vec()));
+    fn on_commit(&self, rev: i64, events: Vec<Event>) {
+        self.0.lock().push((rev, events));
     }
 }
 

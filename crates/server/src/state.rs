@@ -104,11 +104,22 @@ impl AppliedAs for () {
 pub trait StoreObserver: Observer {
     /// The store was replaced; the new one is in place.
     fn store_replaced(&self);
+    /// The commits until [`Self::end_batch`] are one batch: they may be
+    /// reported together at its end.
+    fn begin_batch(&self);
+    /// The batch [`Self::begin_batch`] opened is over.
+    fn end_batch(&self);
 }
 
 impl StoreObserver for ironcd_watch::WatchableStore {
     fn store_replaced(&self) {
         self.resync_all();
+    }
+    fn begin_batch(&self) {
+        ironcd_watch::WatchableStore::begin_batch(self);
+    }
+    fn end_batch(&self) {
+        ironcd_watch::WatchableStore::end_batch(self);
     }
 }
 
@@ -306,6 +317,21 @@ impl<B: Backend> State<B> {
         let store = self.store();
         *self.observer.write() = Some(observer.clone());
         store.set_observer(observer);
+    }
+
+    /// Runs `apply`, the writes of one batch of raft entries, with the
+    /// observer told they are one batch: watchers then hear of the whole
+    /// batch at its end, each stream woken once for it.
+    pub fn batch_commits<R>(&self, apply: impl FnOnce() -> R) -> R {
+        let observer = self.observer.read().clone();
+        if let Some(observer) = &observer {
+            observer.begin_batch();
+        }
+        let applied = apply();
+        if let Some(observer) = &observer {
+            observer.end_batch();
+        }
+        applied
     }
 
     /// The store, for a read or a write.

@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
                         }),
                         ..Event::default()
                     };
-                    store.on_commit(rev, std::slice::from_ref(&event));
+                    store.on_commit(rev, vec![event]);
                     while rx.try_recv().is_ok() {}
                 });
             });

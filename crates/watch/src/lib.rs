@@ -10,7 +10,9 @@
 //!   hash map, range watchers through an interval tree of half-open key
 //!   ranges (an empty range end, "every key from `key`", is unbounded;
 //!   each subtree keeps its largest end, so a key visits only the ranges
-//!   that can hold it) — and sent at once.
+//!   that can hold it) — and sent at once, or, inside a batch
+//!   ([`WatchableStore::begin_batch`]), together with the batch's others
+//!   at its end.
 //! * **unsynced**: starting behind the current revision (a historical
 //!   start, or back from being a victim, or after the store was replaced by
 //!   a snapshot install). A background loop, every

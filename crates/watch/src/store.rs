@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ironcd_proto::mvccpb::{event::EventType, Event};
 use ironcd_proto::watch_reply::SharedEvent;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::mpsc;
 
 use crate::group::{KeyRange, SyncedIndex, WatcherKey};
@@ -27,6 +27,15 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// Revisions a catch-up response may hold (etcd's `watchBatchMaxRevs`):
 /// a watcher that fell behind gets its backlog in few responses.
 const MAX_REVISIONS_PER_RESPONSE: usize = 1000;
+
+/// Revisions a batch holds at most before they are matched and sent
+/// ([`WatchableStore::begin_batch`]); half a stream's default buffer, so
+/// one batch alone does not make a reader that keeps up a victim.
+const MAX_BATCHED_REVISIONS: usize = 64;
+
+/// Events a batch holds at most before they are matched and sent (one
+/// txn with more is sent on its own at once).
+const MAX_BATCHED_EVENTS: usize = 4096;
 
 /// How often victims are retried while there are any (etcd: 10 ms).
 const VICTIM_RETRY: Duration = Duration::from_millis(10);
@@ -103,6 +112,8 @@ struct Groups {
     synced: SyncedIndex,
     unsynced: HashSet<WatcherKey, FastHash>,
     victims: Vec<(WatcherKey, WatchResponse)>,
+    /// Commits held while a batch is open.
+    batch: Option<Batch>,
 }
 
 impl Groups {
@@ -162,6 +173,77 @@ impl Groups {
                 Delivery::Gone
             }
         }
+    }
+
+    /// Appends to `out` each synced watcher's share of the events of the
+    /// txn committed at `rev`, in one response per watcher. Every watcher
+    /// an event reaches shares one copy of it.
+    fn match_commit(
+        &self,
+        rev: i64,
+        events: Vec<Event>,
+        out: &mut Vec<(WatcherKey, WatchResponse)>,
+    ) {
+        let single = events.len() == 1;
+        // Where each watcher's response is in `out`; needed only when the
+        // txn has more than one event.
+        let mut response_of: HashMap<WatcherKey, usize, FastHash> = HashMap::default();
+        let mut matched = Vec::new();
+        let mut wanted = Vec::new();
+        for e in events {
+            let Some(kv) = &e.kv else { continue };
+            matched.clear();
+            self.synced.matching(&kv.key, &mut matched);
+            wanted.clear();
+            wanted.extend(matched.iter().copied().filter(|key| {
+                self.watchers
+                    .get(key)
+                    .is_some_and(|w| w.min_rev <= rev && w.wants(&e))
+            }));
+            if wanted.is_empty() {
+                continue;
+            }
+            let shared = SharedEvent::new(e);
+            if single {
+                // A watcher is matched once per key.
+                out.reserve(wanted.len());
+                out.extend(wanted.iter().map(|key| {
+                    (
+                        *key,
+                        WatchResponse::events(key.id, rev, vec![shared.clone()]),
+                    )
+                }));
+                continue;
+            }
+            for key in &wanted {
+                match response_of.entry(*key) {
+                    Entry::Occupied(i) => out[*i.get()].1.events.push(shared.clone()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(out.len());
+                        out.push((
+                            *key,
+                            WatchResponse::events(key.id, rev, vec![shared.clone()]),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Commits held for the end of a batch ([`WatchableStore::begin_batch`]).
+#[derive(Default)]
+struct Batch {
+    /// In revision order.
+    commits: Vec<(i64, Vec<Event>)>,
+    /// Their events, all told.
+    events: usize,
+}
+
+impl Batch {
+    fn take(&mut self) -> Vec<(i64, Vec<Event>)> {
+        self.events = 0;
+        std::mem::take(&mut self.commits)
     }
 }
 
@@ -268,55 +350,93 @@ impl WatchableStore {
 
     /// Matches the events of the txn committed at `rev` against the
     /// synced watchers and sends each its share, in one response. Called
-    /// by the mvcc store, in revision order.
-    pub fn on_commit(&self, rev: i64, events: &[Event]) {
+    /// by the mvcc store, in revision order. Inside a batch
+    /// ([`Self::begin_batch`]) the commit is held and matched with the
+    /// batch's others at its end.
+    pub fn on_commit(&self, rev: i64, events: Vec<Event>) {
+        let mut guard = self.inner.groups.lock();
+        let groups = &mut *guard;
+        let commits = match &mut groups.batch {
+            None => vec![(rev, events)],
+            Some(batch) => {
+                if batch.commits.is_empty() && groups.synced.len() == 0 {
+                    // Nothing held and no one to tell.
+                    groups.notified_rev = groups.notified_rev.max(rev);
+                    return;
+                }
+                batch.events += events.len();
+                batch.commits.push((rev, events));
+                if batch.commits.len() < MAX_BATCHED_REVISIONS && batch.events < MAX_BATCHED_EVENTS
+                {
+                    return;
+                }
+                batch.take()
+            }
+        };
+        self.notify(guard, commits);
+    }
+
+    /// Holds the commits from now until [`Self::end_batch`] and matches
+    /// them together then (at most `MAX_BATCHED_REVISIONS` revisions or
+    /// `MAX_BATCHED_EVENTS` events at a time): each stream is sent
+    /// the batch's responses back to back, so it wakes, and writes to its
+    /// connection, once per batch rather than once per revision. The
+    /// applier brackets each batch of raft entries with these.
+    pub fn begin_batch(&self) {
+        self.inner
+            .groups
+            .lock()
+            .batch
+            .get_or_insert_with(Batch::default);
+    }
+
+    /// Matches and sends the commits held since [`Self::begin_batch`].
+    pub fn end_batch(&self) {
         let mut groups = self.inner.groups.lock();
-        groups.notified_rev = groups.notified_rev.max(rev);
+        let commits = groups
+            .batch
+            .take()
+            .map(|mut b| b.take())
+            .unwrap_or_default();
+        self.notify(groups, commits);
+    }
+
+    /// Matches `commits` (in revision order) against the synced watchers
+    /// and sends the responses: one per watcher and revision, each
+    /// stream's back to back, in revision order.
+    fn notify(&self, mut groups: MutexGuard<'_, Groups>, commits: Vec<(i64, Vec<Event>)>) {
+        let Some(&(last, _)) = commits.last() else {
+            return;
+        };
+        groups.notified_rev = groups.notified_rev.max(last);
         if groups.synced.len() == 0 {
             return;
         }
-        // Each matched watcher's share of the txn's events, in event
-        // order; the index is needed only when there is more than one.
-        // Every watcher an event reaches shares one copy of it.
-        let mut shares: Vec<(WatcherKey, Vec<Arc<SharedEvent>>)> = Vec::new();
-        let mut share_of: HashMap<WatcherKey, usize, FastHash> = HashMap::default();
-        let mut matched = Vec::new();
-        for e in events {
-            let Some(kv) = &e.kv else { continue };
-            matched.clear();
-            groups.synced.matching(&kv.key, &mut matched);
-            let mut shared: Option<Arc<SharedEvent>> = None;
-            if events.len() == 1 {
-                shares.reserve_exact(matched.len());
-            }
-            for key in &matched {
-                let Some(w) = groups.watchers.get(key) else {
-                    continue;
-                };
-                if w.min_rev > rev || !w.wants(e) {
-                    continue;
-                }
-                let event = shared
-                    .get_or_insert_with(|| SharedEvent::new(e.clone()))
-                    .clone();
-                if events.len() == 1 {
-                    // A watcher is matched once per key.
-                    shares.push((*key, vec![event]));
-                    continue;
-                }
-                match share_of.entry(*key) {
-                    Entry::Occupied(i) => shares[*i.get()].1.push(event),
-                    Entry::Vacant(slot) => {
-                        slot.insert(shares.len());
-                        shares.push((*key, vec![event]));
-                    }
-                }
-            }
+        let several = commits.len() > 1;
+        let mut responses: Vec<(WatcherKey, WatchResponse)> = Vec::new();
+        for (rev, events) in commits {
+            groups.match_commit(rev, events, &mut responses);
+        }
+        if several {
+            // Stable: a stream's responses keep their revision order.
+            responses.sort_by_key(|(key, _)| key.stream);
         }
         let mut victims = false;
-        for (key, events) in shares {
-            let delivery = groups.deliver(key, WatchResponse::events(key.id, rev, events));
-            victims |= delivery == Delivery::Victim;
+        let mut failed: Vec<WatcherKey> = Vec::new();
+        for (key, resp) in responses {
+            // A watcher whose response could not go resumes from that
+            // revision through the victim and unsynced paths.
+            if failed.contains(&key) {
+                continue;
+            }
+            match groups.deliver(key, resp) {
+                Delivery::Sent => {}
+                Delivery::Victim => {
+                    victims = true;
+                    failed.push(key);
+                }
+                Delivery::Gone => failed.push(key),
+            }
         }
         drop(groups);
         if victims {
@@ -328,7 +448,13 @@ impl WatchableStore {
     /// revision against the history as it is now: after a snapshot
     /// install replaced the store underneath.
     pub fn resync_all(&self) {
+        // What a batch holds was committed before the replacement: it
+        // goes out first.
         let mut groups = self.inner.groups.lock();
+        if let Some(commits) = groups.batch.as_mut().map(Batch::take) {
+            self.notify(groups, commits);
+            groups = self.inner.groups.lock();
+        }
         let synced: Vec<WatcherKey> = groups
             .watchers
             .iter()
@@ -420,7 +546,7 @@ impl WatchableStore {
 }
 
 impl ironcd_mvcc::Observer for WatchableStore {
-    fn on_commit(&self, rev: i64, events: &[Event]) {
+    fn on_commit(&self, rev: i64, events: Vec<Event>) {
         WatchableStore::on_commit(self, rev, events);
     }
 }

@@ -28,7 +28,7 @@ const CATCH_UP: Duration = Duration::from_secs(20);
 struct WeakObserver(Weak<WatchableStore>);
 
 impl Observer for WeakObserver {
-    fn on_commit(&self, rev: i64, events: &[Event]) {
+    fn on_commit(&self, rev: i64, events: Vec<Event>) {
         if let Some(w) = self.0.upgrade() {
             w.on_commit(rev, events);
         }
@@ -62,6 +62,8 @@ enum Op {
         no_delete: bool,
         stream: u8,
     },
+    /// Opens a batch of commits, or ends the open one.
+    Batch,
 }
 
 fn key(k: u8) -> Vec<u8> {
@@ -74,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Delete),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::DeleteRange(a, b)),
         1 => prop::collection::vec((any::<u8>(), any::<u8>()), 1..4).prop_map(Op::Txn),
+        1 => Just(Op::Batch),
         2 => (any::<u8>(), any::<u8>(), -6i8..3, any::<bool>(), any::<bool>(), 0u8..3).prop_map(
             |(key, end, start, no_put, no_delete, stream)| Op::Watch {
                 key,
@@ -126,9 +129,10 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
         (0..3).map(|_| WatchStream::new(&watchable)).collect();
     let mut history: Vec<(i64, Vec<Event>)> = Vec::new();
     let mut watchers: Vec<ModelWatcher> = Vec::new();
+    let mut batching = false;
     for op in ops {
         let mut txn = match op {
-            Op::Watch { .. } => None,
+            Op::Watch { .. } | Op::Batch => None,
             _ => Some(store.write()),
         };
         match op {
@@ -192,6 +196,11 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
                     from,
                 });
             }
+            Op::Batch if batching => watchable.end_batch(),
+            Op::Batch => watchable.begin_batch(),
+        }
+        if matches!(op, Op::Batch) {
+            batching = !batching;
         }
         if let Some(txn) = txn {
             let changes = txn.changes().to_vec();
@@ -201,6 +210,9 @@ fn run(ops: &[Op], buffer: usize) -> Vec<(Responses, Responses)> {
                 history.push((rev, changes));
             }
         }
+    }
+    if batching {
+        watchable.end_batch();
     }
     // Reads only now: every stream's buffer may have filled long ago.
     let final_rev = store.current_rev();
@@ -440,6 +452,57 @@ fn ids_progress_and_cancel_as_etcd() {
     assert_eq!(watchable.watcher_count(), 2);
     drop(stream);
     assert_eq!(watchable.watcher_count(), 0);
+}
+
+/// A batch's commits reach the streams at its end, one response per
+/// watcher and revision, in revision order; until then progress speaks
+/// only for the revisions before it.
+#[test]
+fn a_batch_is_matched_and_sent_at_its_end() {
+    let (store, watchable) = setup(WatchConfig::default());
+    let mut streams: Vec<_> = (0..2).map(|_| WatchStream::new(&watchable)).collect();
+    for (stream, _) in &streams {
+        stream
+            .watch(WatchRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                ..WatchRequest::default()
+            })
+            .unwrap();
+    }
+    watchable.begin_batch();
+    store.write().put(b"k1", b"a", 0);
+    {
+        let mut txn = store.write();
+        txn.put(b"k2", b"b", 0);
+        txn.put(b"k3", b"c", 0);
+    }
+    store.write().put(b"x", b"d", 0);
+    for (stream, rx) in &mut streams {
+        assert!(rx.try_recv().is_err(), "nothing before the batch ends");
+        assert!(stream.progress_all());
+        let p = recv(rx);
+        assert_eq!((p.revision, p.events.len()), (1, 0));
+    }
+    watchable.end_batch();
+    for (_, rx) in &mut streams {
+        let first = recv(rx);
+        assert_eq!(
+            (first.revision, revisions(&plain(first.events))),
+            (2, vec![2])
+        );
+        let second = recv(rx);
+        assert_eq!(
+            (second.revision, revisions(&plain(second.events))),
+            (3, vec![3, 3])
+        );
+        assert!(rx.try_recv().is_err(), "`x` matched no one");
+    }
+    // Out of a batch, a commit goes at once.
+    store.write().put(b"k4", b"e", 0);
+    for (_, rx) in &mut streams {
+        assert_eq!(recv(rx).revision, 5);
+    }
 }
 
 /// A history whose store can be replaced, as a snapshot install does.

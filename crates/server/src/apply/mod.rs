@@ -302,7 +302,16 @@ impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
     /// Applies one item of raft's stream.
     pub async fn apply(&mut self, item: Apply) {
         match item {
-            Apply::Entries(entries) => entries.iter().for_each(|e| self.apply_entry(e)),
+            Apply::Entries(entries) => {
+                // Answered once the watchers have heard of the batch, as
+                // etcd answers a write after its events went to them.
+                let state = self.state.clone();
+                let answers: Vec<(u64, Outcome)> = state
+                    .batch_commits(|| entries.iter().filter_map(|e| self.apply_entry(e)).collect());
+                for (id, outcome) in answers {
+                    state.resolve(id, outcome);
+                }
+            }
             Apply::Snapshot(s) => self.apply_snapshot(s),
             Apply::SnapshotDue { index } => self.snapshot(index).await,
             // In order with the entries, so that no lease granted in this
@@ -325,22 +334,23 @@ impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
         }
     }
 
-    fn apply_entry(&mut self, e: &Committed) {
+    /// Applies one entry; a request's id and outcome, for its proposer.
+    fn apply_entry(&mut self, e: &Committed) -> Option<(u64, Outcome)> {
         let at = At {
             index: e.index,
             term: e.term,
         };
         if e.index <= self.consistent_index {
             self.state.set_applied(e.index, e.term);
-            return;
+            return None;
         }
+        let mut answer = None;
         match &e.kind {
             CommittedKind::Normal(data) if data.is_empty() => self.domains().mark_only(at),
             CommittedKind::Normal(data) => match InternalRaftRequest::decode(data.as_slice()) {
                 Ok(req) => {
                     let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
-                    let outcome = dispatch(&Quota(self.domains()), at, &req);
-                    self.state.resolve(id, outcome);
+                    answer = Some((id, dispatch(&Quota(self.domains()), at, &req)));
                 }
                 // Every member must apply the same log: one that skipped an
                 // entry would serve a different state from then on.
@@ -360,6 +370,7 @@ impl<S: SnapshotSink, P: PeerDirectory, B: Backend> Applier<S, P, B> {
         }
         self.consistent_index = e.index;
         self.state.set_applied(e.index, e.term);
+        answer
     }
 
     fn apply_snapshot(&mut self, snapshot: SnapshotData) {

@@ -41,7 +41,7 @@ impl SnapshotSink for Arc<Sink> {
 struct Seen(Mutex<Vec<i64>>);
 
 impl ironcd_mvcc::Observer for Seen {
-    fn on_commit(&self, rev: i64, _events: &[ironcd_proto::mvccpb::Event]) {
+    fn on_commit(&self, rev: i64, _events: Vec<ironcd_proto::mvccpb::Event>) {
         self.0.lock().push(rev);
     }
 }
@@ -49,6 +49,33 @@ impl ironcd_mvcc::Observer for Seen {
 impl crate::state::StoreObserver for Seen {
     fn store_replaced(&self) {
         self.0.lock().push(-1);
+    }
+    fn begin_batch(&self) {}
+    fn end_batch(&self) {}
+}
+
+/// Records the batches it is told of and their commits, and whether the
+/// proposer it holds the answer of was answered by a batch's end.
+#[derive(Default)]
+struct Bracket {
+    log: Mutex<Vec<String>>,
+    answer: Mutex<Option<tokio::sync::oneshot::Receiver<crate::state::Outcome>>>,
+}
+
+impl ironcd_mvcc::Observer for Bracket {
+    fn on_commit(&self, rev: i64, _events: Vec<ironcd_proto::mvccpb::Event>) {
+        self.log.lock().push(format!("commit {rev}"));
+    }
+}
+
+impl crate::state::StoreObserver for Bracket {
+    fn store_replaced(&self) {}
+    fn begin_batch(&self) {
+        self.log.lock().push("begin".into());
+    }
+    fn end_batch(&self) {
+        let answered = self.answer.lock().as_mut().map(|rx| rx.try_recv().is_ok());
+        self.log.lock().push(format!("end, answered: {answered:?}"));
     }
 }
 
@@ -550,4 +577,33 @@ fn a_restart_reattaches_keys_past_one_recovery_batch() {
     assert_eq!(keys.len() as u64, n.div_ceil(2));
     assert_eq!(keys.first().unwrap(), b"k/000000");
     assert_eq!(keys.last().unwrap(), format!("k/{:06}", n - 1).as_bytes());
+}
+
+/// The entries raft delivers together are one batch for the watchers, and
+/// their proposers are answered after it: as etcd answers a write once its
+/// events went to the watchers.
+#[test]
+fn a_batch_of_entries_is_one_batch_for_the_watchers_and_answered_after_it() {
+    let rt = rt();
+    let mut m = open(MemStorage::default());
+    let bracket = Arc::new(Bracket::default());
+    m.applier.state.set_observer(bracket.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    m.applier.state.waits.lock().insert(3, tx);
+    *bracket.answer.lock() = Some(rx);
+    rt.block_on(m.applier.apply(Apply::Entries(vec![
+        put_entry(2, "a", "1"),
+        put_entry(3, "b", "2"),
+    ])));
+    assert_eq!(
+        *bracket.log.lock(),
+        [
+            "begin",
+            "commit 2",
+            "commit 3",
+            "end, answered: Some(false)"
+        ]
+    );
+    let answer = bracket.answer.lock().as_mut().unwrap().try_recv();
+    assert!(matches!(answer, Ok(Ok(_))), "answered after the batch");
 }
