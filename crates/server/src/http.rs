@@ -221,18 +221,10 @@ async fn run_check(server: &EtcdServer, name: &str) -> Result<(), String> {
             true => Err("alarm activated: CORRUPT".to_string()),
             false => Ok(()),
         },
-        "non_learner" => {
-            let learner = server
-                .state()
-                .members
-                .read()
-                .get(server.id())
-                .is_some_and(|m| m.is_learner);
-            match learner {
-                true => Err("not supported for learner".to_string()),
-                false => Ok(()),
-            }
-        }
+        "non_learner" => match server.is_learner() {
+            true => Err("not supported for learner".to_string()),
+            false => Ok(()),
+        },
         _ => Ok(()),
     }
 }
@@ -363,12 +355,7 @@ async fn metrics_handler(State(server): State<EtcdServer>) -> impl IntoResponse 
             member_id: server.id(),
             has_leader: status.as_ref().is_some_and(|s| s.leader != 0),
             is_leader: status.as_ref().is_some_and(|s| s.leader == server.id()),
-            is_learner: server
-                .state()
-                .members
-                .read()
-                .get(server.id())
-                .is_some_and(|m| m.is_learner),
+            is_learner: server.is_learner(),
             applied_index: server.state().applied_index(),
             committed_index: status.as_ref().map_or(0, |s| s.commit),
             term: status.as_ref().map_or(0, |s| s.term),

@@ -74,12 +74,7 @@ impl MaintenanceApi for EtcdServer {
                 )
             })
             .collect();
-        let is_learner = self
-            .state()
-            .members
-            .read()
-            .get(self.id())
-            .is_some_and(|m| m.is_learner);
+        let is_learner = self.is_learner();
         Ok(StatusResponse {
             header: self.current_header(),
             version: ETCD_VERSION.into(),

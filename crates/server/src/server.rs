@@ -83,6 +83,15 @@ impl EtcdServer {
         self.inner.id
     }
 
+    /// Whether this member is a learner, as of the applied membership.
+    pub fn is_learner(&self) -> bool {
+        self.state()
+            .members
+            .read()
+            .get(self.id())
+            .is_some_and(|m| m.is_learner)
+    }
+
     /// The cluster's id.
     pub fn cluster_id(&self) -> u64 {
         self.inner.cluster_id
