@@ -464,6 +464,9 @@ impl WatchableStore {
         for key in synced {
             groups.set_group(key, Group::Unsynced);
         }
+        // The new store's revisions were never matched, and no watcher is
+        // synced: catch-up reads up to here.
+        groups.notified_rev = groups.notified_rev.max(self.inner.history.current_rev());
         drop(groups);
         self.inner.wake();
     }
@@ -574,7 +577,7 @@ impl Inner {
         if groups.victims.is_empty() {
             return;
         }
-        let current = self.history.current_rev();
+        let current = groups.notified_rev;
         let victims = std::mem::take(&mut groups.victims);
         for (key, resp) in victims {
             let Some(w) = groups.watchers.get(&key) else {
@@ -623,7 +626,12 @@ impl Inner {
         // thread and outside the groups lock, so a sleep delays syncing
         // (and victims' retries), never a commit.
         fail::fail_point!("beforeSyncWatchers");
-        let current = self.history.current_rev();
+        // Catch-up reads only what synced watchers were sent: a revision
+        // past it (held in a batch, or about to be matched) reaches a
+        // watcher moved to synced through the match. Read further, a
+        // watcher would get events a progress notification at
+        // `notified_rev` then speaks as if behind.
+        let current = self.groups.lock().notified_rev;
         let read = self
             .history
             .events(from, current, self.config.max_events_per_sync)
@@ -706,9 +714,10 @@ impl Inner {
             if let Some(w) = groups.watchers.get_mut(&key) {
                 w.min_rev = w.min_rev.max(next);
             }
-            // Caught up if nothing was committed past what was read: a
-            // commit after that waits for this lock and finds it synced.
-            if !victim && last >= self.history.current_rev() {
+            // Caught up if nothing was matched past what was read: a
+            // commit matched after that waits for this lock and finds it
+            // synced.
+            if !victim && last >= groups.notified_rev {
                 groups.set_group(key, Group::Synced);
             }
         }

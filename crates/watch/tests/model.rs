@@ -505,6 +505,45 @@ fn a_batch_is_matched_and_sent_at_its_end() {
     }
 }
 
+/// A watcher that catches up while a batch holds a commit is not sent
+/// that commit by the catch-up: a progress notification at the revision
+/// before the batch would then come after an event past it. It gets the
+/// commit when the batch ends.
+#[test]
+fn catch_up_stops_at_what_was_matched() {
+    let (store, watchable) = setup(WatchConfig::default());
+    store.write().put(b"k", b"a", 0);
+    let (stream, mut rx) = WatchStream::new(&watchable);
+    // A synced watcher, so that the batch holds its commit.
+    stream
+        .watch(WatchRequest {
+            key: b"other".to_vec(),
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    watchable.begin_batch();
+    store.write().put(b"k", b"b", 0);
+    // From revision 2: behind the store (at 3), so it starts unsynced.
+    stream
+        .watch(WatchRequest {
+            key: b"k".to_vec(),
+            start_revision: 2,
+            ..WatchRequest::default()
+        })
+        .unwrap();
+    assert_eq!(revisions(&plain(recv(&mut rx).events)), vec![2]);
+    let deadline = Instant::now() + CATCH_UP;
+    while !stream.progress_all() {
+        assert!(Instant::now() < deadline, "the watcher never synced");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let progress = recv(&mut rx);
+    assert_eq!((progress.revision, progress.events.len()), (2, 0));
+    assert!(rx.try_recv().is_err(), "revision 3 is held by the batch");
+    watchable.end_batch();
+    assert_eq!(revisions(&plain(recv(&mut rx).events)), vec![3]);
+}
+
 /// A history whose store can be replaced, as a snapshot install does.
 struct Swappable(parking_lot::RwLock<Arc<Store<MemBackend>>>);
 
